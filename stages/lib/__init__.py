@@ -1,0 +1,1 @@
+"""Pure, testable building blocks shared by the stages."""

@@ -1,0 +1,17 @@
+"""Read the corpus stage's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.lib.chunking import Chunk
+from stages.lib.errors import UserError
+from stages.lib.files import read_jsonl
+
+CHUNKS_FILE = Path("data/corpus/chunks.jsonl")
+
+
+def load_chunks(path: Path = CHUNKS_FILE) -> list[Chunk]:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run `dvc repro corpus` first.")
+    return [Chunk(**row) for row in read_jsonl(path)]

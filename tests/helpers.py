@@ -1,0 +1,91 @@
+"""Shared test helpers: run real commands in temporary projects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvcignore", ".gitignore")
+
+
+def command_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONPATH"] = ""  # stages must import from the project folder itself
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.setdefault("GIT_AUTHOR_NAME", "test")
+    env.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
+    env.setdefault("GIT_COMMITTER_NAME", "test")
+    env.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stage_run(module: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"stages.{module}"], cwd, check=check)
+
+
+def make_project(destination: Path, params_update: dict | None = None, git: bool = True) -> Path:
+    """A copy of the pipeline (dvc.yaml, params.yaml, stages/) in a fresh git + DVC repo."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, destination / name)
+    if params_update:
+        update_params(destination, params_update)
+    if git:
+        run(["git", "init", "-q", "-b", "main"], destination)
+        run(["dvc", "init", "-q"], destination)
+        run(["git", "add", "-A"], destination)
+        run(["git", "commit", "-q", "-m", "project"], destination)
+    return destination
+
+
+def update_params(project: Path, update: dict) -> None:
+    yaml = YAML()
+    path = project / "params.yaml"
+    data = yaml.load(path.read_text(encoding="utf-8"))
+    _merge(data, update)
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.dump(data, handle)
+
+
+def _merge(target, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def stages_run(output: str) -> list[str]:
+    """Names of the stages `dvc repro` actually ran, from its output."""
+    import re
+
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+# Small enough for CI, big enough to learn something: three short laws.
+TINY_ZH_PARAMS = {
+    "sample": {"laws": ["中华人民共和国国歌法", "中华人民共和国车辆购置税法", "中华人民共和国契税法"]},
+    "corpus": {"chunk_size": 80, "split": {"val_fraction": 0.15, "test_fraction": 0.25}},
+    "model": {"max_seq_length": 96},
+    "train": {"epochs": 1, "batch_size": 8, "evals_per_epoch": 1},
+    "evaluate": {"batch_size": 32},
+}

