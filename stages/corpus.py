@@ -6,12 +6,12 @@ from collections import Counter
 from pathlib import Path
 
 from stages.lib.chunking import SPLITS, make_chunks
+from stages.lib.corpus_io import CHUNKS_FILE
 from stages.lib.documents import load_documents
 from stages.lib.errors import UserError, run_stage
 from stages.lib.files import write_json, write_jsonl
 from stages.lib.params import load_params
 
-from stages.lib.corpus_io import CHUNKS_FILE
 METRICS_FILE = Path("metrics/corpus.json")
 
 

@@ -74,7 +74,7 @@ def main() -> None:
         num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size,
         learning_rate=params.learning_rate,
-        warmup_ratio=params.warmup_ratio,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         weight_decay=params.weight_decay,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         seed=params.seed,
@@ -102,7 +102,15 @@ def main() -> None:
         callbacks=[curves.callback],
     )
     started = time.perf_counter()
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    except KeyboardInterrupt:
+        # Keep what was trained so far: minutes of CPU are not thrown away.
+        rescue = OUTPUT_DIR.with_name(f"finetuned.interrupted-step{trainer.state.global_step}")
+        shutil.rmtree(rescue, ignore_errors=True)
+        model.save(str(rescue))
+        print(f"[train] interrupted at step {trainer.state.global_step}; partial model saved to {rescue}/")
+        raise
     train_seconds = time.perf_counter() - started
     curves.write()
 
@@ -119,6 +127,7 @@ def main() -> None:
         "unk_rate_after": round(after.unknown_rate, 4),
         "tokens_added": added,
         "train_pairs": len(anchors),
+        "learning_rate": params.learning_rate,
         "steps": trainer.state.global_step,
         "train_loss": round(result.training_loss, 4),
         "best_val_ndcg@10": round(best, 4) if best is not None else 0.0,

