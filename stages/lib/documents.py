@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def _check_pdf(path: Path) -> int:
         ) from None
 
 
+def strip_markdown_inline(text: str) -> str:
+    """Drop images, keep link text, remove emphasis markers; headings stay for sectioning."""
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    return re.sub(r"(\*\*|__|`)", "", text)
+
+
 def _check_utf8(path: Path) -> None:
     # The text readers silently drop undecodable bytes: refuse instead of indexing garbage.
     try:
@@ -76,13 +84,14 @@ def _check_utf8(path: Path) -> None:
 
 
 def _reader_for(path: Path):
-    from llama_index.readers.file import DocxReader, MarkdownReader, PDFReader
+    from llama_index.readers.file import DocxReader, FlatReader, PDFReader
 
     suffix = path.suffix.lower()
     if suffix == ".pdf":
         return PDFReader(return_full_document=True)
     if suffix in (".md", ".markdown"):
-        return MarkdownReader(remove_hyperlinks=True, remove_images=True)
+        # Read as-is: the '#' headings drive our section paths (MarkdownReader drops them).
+        return FlatReader()
     if suffix == ".docx":
         return DocxReader()
     return None  # plain text: SimpleDirectoryReader's default
@@ -107,6 +116,8 @@ def load_document(path: Path, folder: Path) -> SourceDocument:
             "usual program, re-export it, or remove it from the folder."
         ) from None
     raw = "\n".join(part.text for part in parts)
+    if path.suffix.lower() in (".md", ".markdown"):
+        raw = strip_markdown_inline(raw)
     text = clean_extracted_text(raw)
     relative = path.relative_to(folder).as_posix()
     if pages and len(text) < MIN_CHARS_PER_PDF_PAGE * pages:
