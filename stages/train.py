@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stages.lib.corpus_io import load_chunks
 from stages.lib.errors import UserError, run_stage
-from stages.lib.files import write_json
+from stages.lib.files import replacing_directory, write_json
 from stages.lib.params import load_params
 from stages.lib.qa_dataset import QADataset
 from stages.lib.training import CurveLogger, build_loss, ir_evaluator, steps_per_epoch, training_pairs
@@ -114,11 +114,8 @@ def main() -> None:
     train_seconds = time.perf_counter() - started
     curves.write()
 
-    staging = OUTPUT_DIR.with_name(OUTPUT_DIR.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging))
-    shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
-    staging.rename(OUTPUT_DIR)
+    with replacing_directory(OUTPUT_DIR) as staging:
+        model.save(str(staging))
     shutil.rmtree(WORK_DIR, ignore_errors=True)
 
     best = trainer.state.best_metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -87,8 +87,6 @@ def render_law_pdf(law: Law, destination: Path, cjk_font: str, latin_font: str) 
     pdf.set_title(law.name)
     pdf.set_creator("embedding-ft stages.sample")
     # fpdf2 timestamps the file; a fixed date keeps the PDF byte-identical across runs.
-    from datetime import datetime
-
     pdf.set_creation_date(datetime(2020, 1, 1, tzinfo=UTC))
 
     def footer() -> None:

