@@ -26,7 +26,7 @@ from stages.lib.retrieval import (
 
 QUESTIONS_FILE = Path("data/questions/test.json")
 VAL_FILE = Path("data/questions/val.json")
-FUSION_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+FUSION_WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
 MODELS = {"base": Path("models/base"), "finetuned": Path("models/finetuned")}
 METRICS_FILE = Path("metrics/eval.json")
 BY_STYLE_FILE = Path("metrics/eval_by_style.json")

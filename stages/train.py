@@ -18,7 +18,14 @@ from stages.lib.errors import UserError, run_stage
 from stages.lib.files import replacing_directory, write_json
 from stages.lib.params import load_params
 from stages.lib.qa_dataset import QADataset
-from stages.lib.training import CurveLogger, build_loss, ir_evaluator, steps_per_epoch, training_pairs
+from stages.lib.training import (
+    CurveLogger,
+    build_loss,
+    embedding_learning_rate_mapping,
+    ir_evaluator,
+    steps_per_epoch,
+    training_pairs,
+)
 from stages.lib.vocab import extend_vocabulary, measure_coverage
 
 BASE_DIR = Path("models/base")
@@ -68,12 +75,15 @@ def main() -> None:
     eval_steps = max(1, steps // params.evals_per_epoch)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
+    loss = build_loss(model, params)
+    learning_rate_mapping = embedding_learning_rate_mapping(loss, params.embedding_learning_rate) if added else {}
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(WORK_DIR),
         num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size,
         learning_rate=params.learning_rate,
+        learning_rate_mapping=learning_rate_mapping,
         warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         weight_decay=params.weight_decay,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
@@ -97,7 +107,7 @@ def main() -> None:
         model=model,
         args=args,
         train_dataset=train_data,
-        loss=build_loss(model, params),
+        loss=loss,
         evaluator=evaluator,
         callbacks=[curves.callback],
     )

@@ -65,3 +65,15 @@ def test_training_pairs_mask_only_sentence_queries():
     assert sentence not in positives[0] and positives[1] == dataset.corpus["c"]
     _, unmasked = training_pairs(dataset, mask_probability=0.0, seed=0)
     assert sentence in unmasked[0]
+
+
+def test_embedding_learning_rate_mapping_targets_only_the_embedding_matrix(packaged_model):
+    import re
+
+    from stages.lib.params import TrainParams
+    from stages.lib.training import build_loss, embedding_learning_rate_mapping
+
+    loss = build_loss(packaged_model, TrainParams())
+    ((pattern, rate),) = embedding_learning_rate_mapping(loss, 1e-3).items()
+    matched = [name for name, _ in loss.named_parameters() if re.search(pattern, name)]
+    assert rate == 1e-3 and len(matched) == 1 and matched[0].endswith("word_embeddings.weight")

@@ -102,7 +102,7 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
-    epochs: float = Field(default=2.0, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=32, ge=2)
     mini_batch_size: int = Field(default=16, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0, lt=1)
@@ -113,6 +113,9 @@ class TrainParams(_Section):
     # this probability, so the model learns context, not string matching.
     ict_mask_probability: float = Field(default=0.9, ge=0, le=1)
     extend_vocab: bool = True
+    # Learning rate of the token-embedding matrix when the vocabulary was
+    # extended: new rows start at the mean embedding and have far to travel.
+    embedding_learning_rate: float = Field(default=1e-2, gt=0, lt=1)
     unk_threshold: float = Field(default=0.01, ge=0, le=1)
     evals_per_epoch: int = Field(default=2, ge=1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import re
 from pathlib import Path
 
 from stages.lib.params import TrainParams
@@ -59,6 +60,13 @@ def ir_evaluator(dataset: QADataset, name: str, batch_size: int):
         batch_size=batch_size,
         show_progress_bar=False,
     )
+
+
+def embedding_learning_rate_mapping(loss, learning_rate: float) -> dict[str, float]:
+    """A ``learning_rate_mapping`` entry for the input-embedding matrix, whatever the architecture calls it."""
+    embeddings = loss.model[0].auto_model.get_input_embeddings().weight
+    name = next(n for n, p in loss.named_parameters() if p is embeddings)
+    return {f"^{re.escape(name)}$": learning_rate}
 
 
 def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
