@@ -10,8 +10,10 @@ import csv
 import os
 from pathlib import Path
 
+from stages.lib.api_embeddings import CachedAPIEmbedder, resolve_model_name
 from stages.lib.errors import UserError, run_stage
 from stages.lib.files import write_json, write_jsonl
+from stages.lib.llm_client import load_endpoint
 from stages.lib.params import load_params
 from stages.lib.qa_dataset import QADataset
 from stages.lib.retrieval import (
@@ -32,6 +34,8 @@ METRICS_FILE = Path("metrics/eval.json")
 BY_STYLE_FILE = Path("metrics/eval_by_style.json")
 CURVE_FILE = Path("metrics/hit_rate.csv")
 PER_QUERY_FILE = Path("data/eval/per_query.jsonl")
+# Vectors bought from API embedding models; a persistent DVC output.
+EMBEDDING_CACHE_DIR = Path("data/embedding_cache")
 DEPTH = 100
 CURVE_MAX_K = 10
 
@@ -48,6 +52,7 @@ def main() -> None:
         raise UserError(f"{QUESTIONS_FILE} has no queries: check 'questions.eval_styles' and 'corpus.split'.")
     depth = max(DEPTH, max(params.k_values), CURVE_MAX_K)
 
+    EMBEDDING_CACHE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
     val = QADataset.load(VAL_FILE)
     rankings, val_rankings = {}, {}
     for name, path in MODELS.items():
@@ -59,6 +64,14 @@ def main() -> None:
         rankings[name] = index.rank(test.queries, depth)
         if name == "finetuned" and val.queries:
             val_rankings[name] = index.rank(val.queries, depth)
+    if params.api_embedding_models:
+        endpoint = load_endpoint("evaluate.api_embedding_models")
+        for entry in params.api_embedding_models:
+            name = resolve_model_name(entry)
+            embedder = CachedAPIEmbedder(name, endpoint, EMBEDDING_CACHE_DIR, params.api_batch_size,
+                                         params.api_max_retries, params.api_timeout_s)
+            rankings[f"api:{name}"] = DenseIndex(embedder, test.corpus, params.api_batch_size).rank(test.queries, depth)
+            print(f"[evaluate] api:{name}: {embedder.requested_texts} texts sent, the rest from {EMBEDDING_CACHE_DIR}/")
     lexical = BM25Index(test.corpus)
     rankings["bm25"] = lexical.rank(test.queries, depth)
     weight = params.hybrid_dense_weight

@@ -12,39 +12,51 @@ from pathlib import Path
 
 from stages.lib.chunking import SPLITS
 from stages.lib.corpus_io import load_chunks
-from stages.lib.errors import UserError, run_stage
+from stages.lib.errors import run_stage
 from stages.lib.files import write_json
+from stages.lib.llm_client import env_or_param
+from stages.lib.llm_questions import generate_with_llm
 from stages.lib.offline_questions import generate_offline, inverse_document_frequency
 from stages.lib.params import load_params
 from stages.lib.qa_dataset import build_dataset
 
 OUTPUT_DIR = Path("data/questions")
 METRICS_FILE = Path("metrics/questions.json")
+# Every paid LLM answer, keyed by what determined it; a persistent DVC output.
+STORE_DIR = Path("data/llm_cache")
 
 
 @run_stage("questions")
 def main() -> None:
     params = load_params().questions
     chunks = load_chunks()
-    if params.generator != "offline":
-        raise UserError(
-            f"params.yaml key 'questions.generator' is {params.generator!r}, which this version does not "
-            "support yet. Use 'offline'."
-        )
-    idf = inverse_document_frequency(chunks)
     corpus = {chunk.id: chunk.text for chunk in chunks}
-    metrics: dict[str, int] = {}
+    STORE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
+    metrics: dict[str, float] = {}
+    if params.generator == "llm":
+        model = env_or_param(params.llm.model, "LLM_MODEL", "questions.llm.model")
+        run = generate_with_llm(chunks, params.llm, model, STORE_DIR, params.max_query_chars)
+        generated = run.queries
+        metrics.update(run.stats)
+    else:
+        idf = inverse_document_frequency(chunks)
+        generated = {
+            split: generate_offline(
+                [c for c in chunks if c.split == split],
+                params.train_styles if split == "train" else params.eval_styles,
+                idf, params.seed, params.max_query_chars,
+            )
+            for split in SPLITS
+        }
     for split in SPLITS:
-        styles = params.train_styles if split == "train" else params.eval_styles
-        members = [chunk for chunk in chunks if chunk.split == split]
-        generated = generate_offline(members, styles, idf, params.seed, params.max_query_chars)
-        dataset = build_dataset(generated, corpus)
+        dataset = build_dataset(generated.get(split, []), corpus)
         dataset.save(OUTPUT_DIR / f"{split}.json")
         metrics[f"{split}_queries"] = len(dataset.queries)
         metrics[f"{split}_pairs"] = sum(len(docs) for docs in dataset.relevant_docs.values())
         for style, count in sorted(Counter(dataset.query_styles.values()).items()):
             metrics[f"{split}_{style}"] = count
-        print(f"[questions] {split}: {len(dataset.queries)} queries over {len(members)} chunks")
+        n_chunks = sum(1 for c in chunks if c.split == split)
+        print(f"[questions] {split}: {len(dataset.queries)} queries over {n_chunks} chunks ({params.generator})")
     write_json(METRICS_FILE, metrics)
 
 

@@ -58,6 +58,25 @@ class CorpusParams(_Section):
 QueryStyle = Literal["question", "keywords", "sentence", "topic"]
 
 
+class LLMParams(_Section):
+    """Non-secret knobs of the LLM generator; the key and endpoint come from the environment."""
+
+    model: str = ""  # empty: the LLM_MODEL environment variable
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=600, ge=16)
+    train_questions_per_chunk: int = Field(default=4, ge=1, le=20)
+    eval_questions_per_chunk: int = Field(default=2, ge=1, le=20)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    initial_backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=60.0, ge=0)
+    # Drop a query when this share of it is one verbatim copy from its passage.
+    max_copy_fraction: float = Field(default=0.6, gt=0, le=1)
+    price_per_million_input_tokens: float = Field(default=0.0, ge=0)
+    price_per_million_output_tokens: float = Field(default=0.0, ge=0)
+
+
 class QuestionsParams(_Section):
     generator: Literal["offline", "llm"] = "offline"
     seed: int = 42
@@ -67,6 +86,7 @@ class QuestionsParams(_Section):
     train_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1, "sentence": 2, "topic": 1}
     eval_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1}
     max_query_chars: int = Field(default=120, ge=8)
+    llm: LLMParams = LLMParams()
 
     @field_validator("train_styles", "eval_styles")
     @classmethod
@@ -128,6 +148,12 @@ class EvaluateParams(_Section):
     hybrid_dense_weight: float | Literal["auto"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     llamaindex_check: bool = True
+    # Extra rows: OpenAI-compatible embedding models (key/endpoint from the
+    # environment); "$EMBEDDING_MODEL" reads the name from that variable.
+    api_embedding_models: list[str] = []
+    api_batch_size: int = Field(default=32, ge=1)
+    api_max_retries: int = Field(default=6, ge=0)
+    api_timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("k_values")
     @classmethod
