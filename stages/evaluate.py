@@ -52,6 +52,9 @@ def main() -> None:
         raise UserError(f"{QUESTIONS_FILE} has no queries: check 'questions.eval_styles' and 'corpus.split'.")
     depth = max(DEPTH, max(params.k_values), CURVE_MAX_K)
 
+    # Fail on a missing key or model name before any slow work.
+    endpoint = load_endpoint("evaluate.api_embedding_models") if params.api_embedding_models else None
+    api_models = [resolve_model_name(entry) for entry in params.api_embedding_models]
     EMBEDDING_CACHE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
     val = QADataset.load(VAL_FILE)
     rankings, val_rankings = {}, {}
@@ -64,14 +67,11 @@ def main() -> None:
         rankings[name] = index.rank(test.queries, depth)
         if name == "finetuned" and val.queries:
             val_rankings[name] = index.rank(val.queries, depth)
-    if params.api_embedding_models:
-        endpoint = load_endpoint("evaluate.api_embedding_models")
-        for entry in params.api_embedding_models:
-            name = resolve_model_name(entry)
-            embedder = CachedAPIEmbedder(name, endpoint, EMBEDDING_CACHE_DIR, params.api_batch_size,
-                                         params.api_max_retries, params.api_timeout_s)
-            rankings[f"api:{name}"] = DenseIndex(embedder, test.corpus, params.api_batch_size).rank(test.queries, depth)
-            print(f"[evaluate] api:{name}: {embedder.requested_texts} texts sent, the rest from {EMBEDDING_CACHE_DIR}/")
+    for name in api_models:
+        embedder = CachedAPIEmbedder(name, endpoint, EMBEDDING_CACHE_DIR, params.api_batch_size,
+                                     params.api_max_retries, params.api_timeout_s)
+        rankings[f"api:{name}"] = DenseIndex(embedder, test.corpus, params.api_batch_size).rank(test.queries, depth)
+        print(f"[evaluate] api:{name}: {embedder.requested_texts} texts sent, the rest from {EMBEDDING_CACHE_DIR}/")
     lexical = BM25Index(test.corpus)
     rankings["bm25"] = lexical.rank(test.queries, depth)
     weight = params.hybrid_dense_weight

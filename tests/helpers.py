@@ -27,15 +27,18 @@ def command_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True, timeout=timeout)
+def run(args: list[str], cwd: Path, check: bool = True, timeout: int = 900,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**command_env(), **(extra_env or {})}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def stage_run(module: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", f"stages.{module}"], cwd, check=check)
+def stage_run(module: str, cwd: Path, check: bool = False,
+              extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"stages.{module}"], cwd, check=check, extra_env=extra_env)
 
 
 def make_project(destination: Path, params_update: dict | None = None, git: bool = True) -> Path:

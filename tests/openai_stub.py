@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -38,7 +40,7 @@ def _passage(prompt: str) -> str:
 def default_questions(prompt: str) -> str:
     """Questions derived from the passage's hash: deterministic, never copies of the passage."""
     digest = hashlib.sha256(_passage(prompt).encode()).hexdigest()
-    count = int(m.group(1)) if (m := re.search(r"(\d+)\s*(?:个|questions)", prompt)) else 3
+    count = int(m.group(1)) if (m := re.search(r"(\d+)\s*(?:个|queries|questions)", prompt)) else 3
     chinese = bool(re.search(r"[\u4e00-\u9fff]", prompt[:200]))
     styles = ["question", "keywords", "scenario"]
     items = []
@@ -58,6 +60,12 @@ def hashed_embedding(text: str, dims: int = 64) -> list[float]:
     return [v / norm for v in vector]
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops connections when many clients connect at once,
+    # and each dropped SYN costs the client a one-second retransmit.
+    request_queue_size = 256
+
+
 class StubOpenAI:
     def __init__(self, api_key: str = "sk-test-stub-key-0123456789abcdef", latency: float = 0.0) -> None:
         self.api_key = api_key
@@ -70,7 +78,7 @@ class StubOpenAI:
         self.successes_by_prompt: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -95,6 +103,12 @@ class StubOpenAI:
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm and the
+                # client's delayed ACK add ~40 ms to every answer, as no real server would.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _send(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
                 data = body.encode()
                 self.send_response(status)
@@ -106,6 +120,25 @@ class StubOpenAI:
                 # The client may have given up (timeout): that is the point of such a test.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
+
+            def _client_gone(self) -> bool:
+                """True when the client closed the connection (killed, or gave up on a timeout)."""
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if not readable:
+                    return False
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.rstrip("/").endswith("/stats"):  # for a client in another process
+                    with stub.lock:
+                        stats = {"chat_requests": stub.chat_requests, "max_in_flight": stub.max_in_flight,
+                                 "successes": sum(stub.successes_by_prompt.values())}
+                    self._send(200, json.dumps(stats))
+                else:
+                    self._send(404, "{}")
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
@@ -130,6 +163,8 @@ class StubOpenAI:
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
                 try:
                     time.sleep(stub.latency + scripted.delay)
+                    if self._client_gone():
+                        return  # nobody to answer: not a success
                     if scripted.raw_body is not None or scripted.status != 200:
                         self._send(scripted.status, scripted.raw_body or "{}", scripted.headers)
                         return
@@ -164,3 +199,20 @@ class StubOpenAI:
                                             "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
 
         return Handler
+
+
+def serve_forever_in_foreground() -> None:
+    """``python -m tests.openai_stub --latency 0.3``: print the base URL, serve until killed."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    with StubOpenAI(latency=args.latency) as stub:
+        print(stub.base_url, stub.api_key, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+if __name__ == "__main__":
+    serve_forever_in_foreground()

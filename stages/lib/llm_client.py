@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import time
@@ -98,7 +99,9 @@ def classify(error: Exception) -> str:
     """'retry' or 'fatal' for an exception raised by the OpenAI client."""
     import openai
 
-    if isinstance(error, openai.APITimeoutError | openai.APIConnectionError | asyncio.TimeoutError):
+    transient = (openai.APITimeoutError, openai.APIConnectionError, openai.APIResponseValidationError,
+                 asyncio.TimeoutError, json.JSONDecodeError)  # a garbled body is a glitch, not a verdict
+    if isinstance(error, transient):
         return "retry"
     if isinstance(error, openai.APIStatusError):
         return "retry" if error.status_code in (408, 409, 429) or error.status_code >= 500 else "fatal"
@@ -157,7 +160,8 @@ async def _one(llm, prompt: str, key: str, store: ResponseStore, policy: RetryPo
                 "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
                 "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
             }
-            store.put(key, record)
+            # fsync'ed file write: off the event loop, so other answers keep flowing.
+            await asyncio.to_thread(store.put, key, record)
             progress.done += 1
             progress.prompt_tokens += record["prompt_tokens"]
             progress.completion_tokens += record["completion_tokens"]
@@ -213,6 +217,11 @@ def run_requests(
         finally:
             refresh()
             bar.close()
+            # Close the HTTP client inside the loop it belongs to; left to the garbage
+            # collector it would complain after asyncio.run() has closed the loop.
+            client = getattr(llm, "_aclient", None)
+            if client is not None:
+                await client.close()
 
     if pending:
         asyncio.run(main())

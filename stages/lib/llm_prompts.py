@@ -48,7 +48,8 @@ _NUMBERING = re.compile(r"^\s*(?:[-*•]\s*|\(?\d{1,2}[.)、:：]\s*|[（(]?[一
 _PREAMBLE = re.compile(
     r"^(?:here (?:are|is)\b.*|sure\b.*|以下是.*|下面是.*|好的.*|questions?:?|queries:?|问题[:：]?)$", re.I
 )
-_STYLE_LABEL = re.compile(r"^\s*[\[(（【]?(question|keywords?|scenario|问题|关键词|情境|场景)[\])）】]?\s*[:：-]\s*", re.I)
+_LABELS = r"question|keywords?|scenario|问题|关键词|情境|场景"
+_STYLE_LABEL = re.compile(rf"^\s*(?:[\[(（【]({_LABELS})[\])）】]\s*[:：-]?|({_LABELS})\s*[:：-])\s*", re.I)
 _STYLE_ALIASES = {"keyword": "keywords", "问题": "question", "关键词": "keywords", "情境": "scenario", "场景": "scenario"}
 
 
@@ -91,9 +92,10 @@ def parse_questions(content: str) -> list[tuple[str, str]]:
         line = line.strip().strip("`")
         if not line or line in ("{", "}", "[", "]") or _PREAMBLE.match(line):
             continue
+        line = _NUMBERING.sub("", line)
         label = _STYLE_LABEL.match(line)
-        style = _style(label.group(1)) if label else "question"
-        text = _NUMBERING.sub("", _STYLE_LABEL.sub("", line)).strip().strip('"“”')
+        style = _style(label.group(1) or label.group(2)) if label else "question"
+        text = _STYLE_LABEL.sub("", line).strip().strip('"“”')
         if text:
             out.append((style, text))
     return out
