@@ -121,3 +121,12 @@ def test_missing_key_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no .env here
     with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
         generate(tmp_path)
+
+
+def test_unknown_model_stops_at_once(stub, tmp_path):
+    not_found = '{"error": {"message": "The model `nope` does not exist", "code": "model_not_found"}}'
+    stub.script = [Scripted(404, raw_body=not_found)] * 50
+    with pytest.raises(UserError) as caught:
+        generate(tmp_path, params=FAST.model_copy(update={"concurrency": 1}))
+    assert "404" in str(caught.value) and "stub-model" in str(caught.value)
+    assert stub.chat_requests == 1

@@ -1,0 +1,151 @@
+"""The team workflow with real git and DVC: remotes (local folder and SSH), a shared cache,
+branch comparisons on a fresh clone, queued experiments.
+
+One tiny project ("alice") is reproduced once; the tests clone it as teammates would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from tests.helpers import REPO_ROOT, TINY_ZH_PARAMS, make_project, run, stages_run, update_params
+from tests.sshd import LocalSSHServer
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    root = tmp_path_factory.mktemp("team")
+    origin = root / "origin.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
+    alice = make_project(root / "alice", TINY_ZH_PARAMS)
+    shutil.copy(REPO_ROOT / ".dvc/config", alice / ".dvc/config")  # the shipped remote setup
+    remote = root / "remote"
+    # The shared URL lives in .dvc/config; each person points it at reality in config.local.
+    run(["dvc", "remote", "modify", "--local", "team", "url", str(remote)], alice)
+    run(["dvc", "repro"], alice)
+    run(["git", "add", "-A"], alice)
+    run(["git", "commit", "-q", "-m", "first run"], alice)
+    run(["git", "remote", "add", "origin", str(origin)], alice)
+    run(["dvc", "push", "--run-cache"], alice)
+    run(["git", "push", "-q", "origin", "main"], alice)
+    return root, origin, alice, remote
+
+
+def clone(team, name: str):
+    root, origin, _, remote = team
+    path = root / name
+    run(["git", "clone", "-q", str(origin), str(path)], root)
+    run(["dvc", "remote", "modify", "--local", "team", "url", str(remote)], path)
+    return path
+
+
+def test_shipped_config_names_a_default_remote_without_credentials():
+    config = (REPO_ROOT / ".dvc/config").read_text()
+    assert "remote = team" in config and 'remote "team"' in config
+    assert not any(word in config for word in ("password", "keyfile", "access_key", "secret"))
+
+
+def test_push_covers_everything(team):
+    _, _, alice, remote = team
+    status = json.loads(run(["dvc", "data", "status", "--not-in-remote", "--json"], alice).stdout)
+    assert not status.get("not_in_remote")
+    assert any((remote / "runs").rglob("*"))  # the run-cache went too
+
+
+def test_teammate_pulls_and_has_nothing_to_run(team):
+    bob = clone(team, "bob")
+    run(["dvc", "pull"], bob)
+    assert (bob / "models/finetuned/model.safetensors").is_file()
+    assert (bob / "data/llm_cache").is_dir()
+    assert "up to date" in run(["dvc", "status"], bob).stdout
+    assert stages_run(run(["dvc", "repro"], bob).stdout) == []
+
+
+def test_ssh_remote_round_trip(team, tmp_path):
+    _, _, alice, _ = team
+    with LocalSSHServer(tmp_path / "sshd") as server:
+        url = f"ssh://{os.environ.get('USER', 'root')}@127.0.0.1:{server.port}{tmp_path / 'ssh-remote'}"
+        for project in (alice,):
+            run(["dvc", "remote", "add", "--local", "box", url], project)
+            run(["dvc", "remote", "modify", "--local", "box", "keyfile", str(server.client_key)], project)
+        run(["dvc", "push", "-r", "box"], alice)
+        carol = clone(team, "carol")
+        run(["dvc", "remote", "add", "--local", "box", url], carol)
+        run(["dvc", "remote", "modify", "--local", "box", "keyfile", str(server.client_key)], carol)
+        run(["dvc", "pull", "-r", "box"], carol)
+    assert "up to date" in run(["dvc", "status"], carol).stdout
+    assert stages_run(run(["dvc", "repro"], carol).stdout) == []
+    # The key file path stays in the git-ignored config.local.
+    assert "keyfile" not in (carol / ".dvc/config").read_text()
+
+
+def test_shared_cache_on_one_host_links_instead_of_copying(team):
+    root = team[0]
+    shared = root / "shared-cache"
+    clones = []
+    for name in ("dan", "erin"):
+        path = clone(team, name)
+        run(["dvc", "cache", "dir", "--local", str(shared)], path)
+        run(["dvc", "config", "--local", "cache.shared", "group"], path)
+        run(["dvc", "config", "--local", "cache.type", "symlink"], path)
+        clones.append(path)
+    run(["dvc", "pull"], clones[0])
+    started = time.perf_counter()
+    run(["dvc", "checkout"], clones[1])  # everything is already in the shared cache
+    print(f"second clone's checkout: {time.perf_counter() - started:.1f}s")
+    weights = [path / "models/finetuned/model.safetensors" for path in clones]
+    assert all(w.is_symlink() for w in weights) and os.path.samefile(*weights)
+    assert str(weights[1].resolve()).startswith(str(shared.resolve()))
+
+
+def test_branches_compare_on_a_fresh_clone_without_remote(team):
+    root, origin, alice, _ = team
+    run(["git", "checkout", "-q", "-b", "fusion-k20"], alice)
+    update_params(alice, {"evaluate": {"rrf_k": 20, "hybrid_dense_weight": 1.0}})
+    assert stages_run(run(["dvc", "repro"], alice).stdout) == ["evaluate"]
+    run(["git", "commit", "-qam", "fusion k=20"], alice)
+    run(["git", "push", "-q", "origin", "fusion-k20"], alice)
+    run(["git", "checkout", "-q", "main"], alice)
+    run(["dvc", "checkout", "-q"], alice)
+
+    fresh = root / "fresh"
+    run(["git", "clone", "-q", str(origin), str(fresh)], root)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json", "origin/main", "origin/fusion-k20"], fresh).stdout)
+    eval_diff = diff["metrics/eval.json"]
+    for retriever in ("base", "finetuned", "bm25", "hybrid"):
+        for metric in ("hit@1", "hit@5", "mrr@10", "ndcg@10"):
+            entry = eval_diff[f"{retriever}.{metric}"]
+            assert isinstance(entry["old"], float) and isinstance(entry["new"], float) and "diff" in entry
+    assert eval_diff["base.hit@5"]["diff"] == 0  # only the hybrid can change
+    params = json.loads(run(["dvc", "params", "diff", "--json", "origin/main", "origin/fusion-k20"], fresh).stdout)
+    rrf_k = params["params.yaml"]["evaluate.rrf_k"]
+    assert (rrf_k["old"], rrf_k["new"], rrf_k["diff"]) == (60, 20, -40)
+
+
+def test_queued_experiments_run_in_parallel_and_sort_by_metric(team):
+    _, _, alice, _ = team
+    # Only `evaluate` reads this param: each queued run is quick, and its float must stay a float.
+    for weight in ("0.3", "2.0"):
+        run(["dvc", "exp", "run", "--queue", "-S", f"evaluate.hybrid_dense_weight={weight}", "-n", f"w-{weight}"], alice)
+    run(["dvc", "queue", "start", "-j", "2"], alice)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], alice).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "w-0.3"], alice, check=False).stdout
+    shown = run(["dvc", "exp", "show", "--csv", "--sort-by", "metrics/eval.json:hybrid.mrr@10", "--sort-order", "desc",
+                 "--keep", "Experiment|hybrid.mrr@10|hybrid_dense_weight", "--drop", ".*"], alice).stdout
+    header = shown.splitlines()[0].split(",")
+    rows = [line.split(",") for line in shown.splitlines() if line.startswith(("w-0.3", "w-2.0"))]
+    assert len(rows) == 2
+    mrr = [float(row[header.index("hybrid.mrr@10")]) for row in rows]
+    assert mrr == sorted(mrr, reverse=True)
+    weights = {row[0]: row[header.index("hybrid_dense_weight")] for row in rows}
+    assert weights == {"w-0.3": "0.3", "w-2.0": "2.0"}
