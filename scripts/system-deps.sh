@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Debian packages the pipeline and tests need: fonts to render the bundled
-# law PDF (CJK + Latin), git for DVC, OpenSSH (server and client) for the
-# SSH-remote tests, Chromium for the offline-plots test.
+# Debian packages the project needs.
+#   scripts/system-deps.sh          the pipeline: fonts to render the bundled law PDF (CJK + Latin), git
+#   scripts/system-deps.sh --test   also what the tests use: OpenSSH (SSH-remote tests), Chromium (offline plots)
 set -euo pipefail
 needed=()
 [ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || needed+=(fonts-droid-fallback)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || needed+=(fonts-dejavu-core)
 command -v git >/dev/null || needed+=(git)
-[ -x /usr/sbin/sshd ] || needed+=(openssh-server)
-command -v ssh-keygen >/dev/null || needed+=(openssh-client)
-command -v chromium >/dev/null || needed+=(chromium)  # offline plots test
+if [ "${1:-}" = "--test" ]; then
+  [ -x /usr/sbin/sshd ] || needed+=(openssh-server)
+  command -v ssh-keygen >/dev/null || needed+=(openssh-client)
+  command -v chromium >/dev/null || needed+=(chromium)
+fi
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
