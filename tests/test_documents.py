@@ -1,22 +1,28 @@
 """Readers on real files: a rendered law PDF, Markdown, text, DOCX; and bad input."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from stages.lib.documents import load_documents
 from stages.lib.errors import UserError
-from stages.lib.law_pdf import law_database, read_laws, render_law_pdf
-from stages.lib.params import SampleParams
-
-FONTS = SampleParams()
+from stages.lib.law_pdf import (
+    NO_LINE_START,
+    article_lead,
+    law_database,
+    read_laws,
+    render_law_pdf,
+    render_laws,
+    wrap_text,
+)
 
 
 @pytest.fixture(scope="module")
 def law_pdf(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("law")
     (law,) = read_laws(law_database(), ["中华人民共和国国歌法"])
-    render_law_pdf(law, folder / "国歌法.pdf", FONTS.cjk_font, FONTS.latin_font)
+    render_law_pdf(law, folder / "国歌法.pdf")
     return folder
 
 
@@ -27,16 +33,69 @@ def test_rendered_law_pdf_extracts_articles_and_headings(law_pdf):
     assert lines[0] == "中华人民共和国国歌法（2017年9月1日修订）"
     assert "第一条 为了维护国歌的尊严" in document.text
     assert sum(1 for line in lines if line.startswith("第") and "条 " in line[:8]) == 16
-    # No page numbers or broken lines survive the cleaning.
+    # No page numbers, NUL bytes or broken lines survive the cleaning.
     assert not any(line.strip("- ").isdigit() for line in lines)
+    assert "\x00" not in document.text
     assert all(not line.startswith(("，", "。")) for line in lines)
+
+
+def _squeezed(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+@pytest.mark.parametrize("name", [
+    "中华人民共和国国歌法",  # articles only
+    "中华人民共和国拍卖法",  # chapters and sections
+    "全国人民代表大会常务委员会关于在沿海港口城市设立海事法院的决定",  # numbered items (条目N), not articles
+])
+def test_text_layer_holds_every_article_and_heading(tmp_path, name):
+    # The PDF's text layer must be lossless: each article's database text, whitespace aside,
+    # comes back through the project's reader, at the start of a line; each heading is a line of its own.
+    (law,) = read_laws(law_database(), [name])
+    render_law_pdf(law, tmp_path / "law.pdf")
+    (document,), _ = load_documents(tmp_path)
+    text = _squeezed(document.text)
+    missing = [article.number for article in law.articles if _squeezed(article_lead(article.number) + article.text) not in text]
+    assert not missing, f"articles lost in the PDF text layer: {missing}"
+    lines = document.text.split("\n")
+    headings = {heading for article in law.articles for heading in (article.chapter, article.section) if heading}
+    assert all(heading in lines for heading in headings), sorted(headings - set(lines))
+    # 第N条 starts a line (an item's "N、" may be joined to the line before by the cleaning, like any sentence).
+    leads = [article_lead(article.number) for article in law.articles if article.number.startswith("第")]
+    assert [line.split(" ")[0] + "\u3000" for line in lines if line.split(" ")[0] + "\u3000" in leads] == leads
+
+
+def test_article_leads():
+    assert article_lead("第十七条之一") == "第十七条之一\u3000"
+    assert article_lead("条目三") == "三、"
+    assert article_lead("全文") == ""
+
+
+def test_wrap_text_keeps_every_character_and_never_starts_a_line_with_closing_punctuation():
+    text = "依照本法规定，" * 40 + "（一）证券；" * 30 + "ABC-123 " * 30 + "-" * 300
+    lines = wrap_text(text, 11)
+    assert "".join(lines) == text
+    assert len(lines) > 5
+    assert not any(line[0] in NO_LINE_START for line in lines[1:])
+    assert not any(line.endswith("（") for line in lines)
+    # A Latin word or number is never cut in two.
+    assert not any(a[-1].isascii() and a[-1].isalnum() and b[0].isascii() and b[0].isalnum() for a, b in zip(lines, lines[1:], strict=False))
 
 
 def test_pdf_is_byte_identical_across_renders(tmp_path):
     (law,) = read_laws(law_database(), ["中华人民共和国国歌法"])
-    render_law_pdf(law, tmp_path / "a.pdf", FONTS.cjk_font, FONTS.latin_font)
-    render_law_pdf(law, tmp_path / "b.pdf", FONTS.cjk_font, FONTS.latin_font)
+    render_law_pdf(law, tmp_path / "a.pdf")
+    render_law_pdf(law, tmp_path / "b.pdf")
     assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "b.pdf").read_bytes()
+
+
+def test_parallel_rendering_writes_the_same_files(tmp_path):
+    laws = read_laws(law_database(), ["中华人民共和国国歌法", "中华人民共和国国旗法", "中华人民共和国国徽法"])
+    render_laws(laws, tmp_path / "pool", workers=2)
+    render_laws(laws, tmp_path / "inline", workers=1)
+    pool = {p.name: p.read_bytes() for p in (tmp_path / "pool").iterdir()}
+    assert sorted(pool) == sorted(f"{law.name}.pdf" for law in laws)
+    assert pool == {p.name: p.read_bytes() for p in (tmp_path / "inline").iterdir()}
 
 
 def test_markdown_text_and_docx(tmp_path):
@@ -85,14 +144,14 @@ def test_encrypted_pdf_names_the_file(tmp_path, law_pdf):
 
 
 def test_scanned_pdf_without_text_layer(tmp_path):
-    from fpdf import FPDF
+    from reportlab.pdfgen.canvas import Canvas
 
-    pdf = FPDF()
+    pdf = Canvas(str(tmp_path / "scan.pdf"))
     for _ in range(2):
-        pdf.add_page()
-        pdf.set_fill_color(40, 40, 40)
-        pdf.rect(20, 20, 150, 200, style="F")  # a "scanned" page: graphics, no text
-    pdf.output(str(tmp_path / "scan.pdf"))
+        pdf.setFillGray(0.15)
+        pdf.rect(60, 200, 420, 560, stroke=0, fill=1)  # a "scanned" page: graphics, no text
+        pdf.showPage()
+    pdf.save()
     with pytest.raises(UserError, match=r"scan\.pdf has almost no extractable text.*OCR"):
         load_documents(tmp_path)
 
@@ -106,3 +165,10 @@ def test_non_utf8_text(tmp_path):
 def test_unknown_law_suggests_names():
     with pytest.raises(UserError, match="did you mean"):
         read_laws(law_database(), ["中华人民共和国证券"])
+
+
+def test_a_law_name_means_its_current_version():
+    # The database keeps a superseded version (历史版本) of a few laws under the same name.
+    (constitution,) = read_laws(law_database(), ["中华人民共和国宪法"])
+    assert constitution.version_date == "2018-03-11"
+    assert len(read_laws(law_database(), ["ALL"])) == 367

@@ -1,7 +1,8 @@
 """The team workflow with real git and DVC: remotes (local folder and SSH), a shared cache,
 branch comparisons on a fresh clone, queued experiments.
 
-One tiny project ("alice") is reproduced once; the tests clone it as teammates would.
+One tiny project ("alice", a copy of the session's reproduced pipeline) is shared;
+the tests clone it as teammates would.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ import time
 
 import pytest
 
-from tests.helpers import REPO_ROOT, TINY_ZH_PARAMS, make_project, run, stages_run, update_params
+from tests.helpers import REPO_ROOT, copy_project, run, stages_run, update_params
 from tests.sshd import LocalSSHServer
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory):
+def team(tiny_pipeline, tmp_path_factory):
     root = tmp_path_factory.mktemp("team")
     origin = root / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
-    alice = make_project(root / "alice", TINY_ZH_PARAMS)
+    # Alice has reproduced the pipeline (the session's run, copied) and now shares it.
+    alice = copy_project(tiny_pipeline.path, root / "alice")
     shutil.copy(REPO_ROOT / ".dvc/config", alice / ".dvc/config")  # the shipped remote setup
     remote = root / "remote"
     # The shared URL lives in .dvc/config; each person points it at reality in config.local.
     run(["dvc", "remote", "modify", "--local", "team", "url", str(remote)], alice)
-    run(["dvc", "repro"], alice)
     run(["git", "add", "-A"], alice)
-    run(["git", "commit", "-q", "-m", "first run"], alice)
+    run(["git", "commit", "-q", "-m", "team remote"], alice)
     run(["git", "remote", "add", "origin", str(origin)], alice)
     run(["dvc", "push", "--run-cache"], alice)
     run(["git", "push", "-q", "origin", "main"], alice)

@@ -131,5 +131,12 @@ def load_document(path: Path, folder: Path) -> SourceDocument:
 
 
 def load_documents(folder: Path) -> tuple[list[SourceDocument], list[Path]]:
+    from stages.lib.progress import progress
+
     files, ignored = list_document_files(folder)
-    return [load_document(path, folder) for path in files], ignored
+    documents = []
+    with progress(len(files), "[corpus] reading documents", unit="file") as bar:
+        for path in files:
+            documents.append(load_document(path, folder))
+            bar.update(1)
+    return documents, ignored

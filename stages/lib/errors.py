@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import textwrap
 import time
@@ -37,7 +38,8 @@ def run_stage(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
             except KeyboardInterrupt:
                 print(f"\nstage '{name}' interrupted; completed work was kept.", file=sys.stderr)
                 sys.exit(EXIT_INTERRUPTED)
-            print(f"[{name}] finished in {time.perf_counter() - started:.1f}s", flush=True)
+            if "LOCAL_RANK" not in os.environ:  # a torchrun worker: its launcher reports for the stage
+                print(f"[{name}] finished in {time.perf_counter() - started:.1f}s", flush=True)
 
         return wrapper
 

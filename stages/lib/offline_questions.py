@@ -220,4 +220,11 @@ def _keyword_queries(terms: list[str], rng: random.Random, count: int) -> list[s
 def generate_offline(
     chunks: list[Chunk], styles: dict[str, int], idf: dict[str, float], seed: int, max_chars: int
 ) -> list[GeneratedQuery]:
-    return [q for chunk in chunks for q in queries_for_chunk(chunk, styles, idf, seed, max_chars)]
+    from stages.lib.progress import progress
+
+    queries: list[GeneratedQuery] = []
+    with progress(len(chunks), "[questions] offline generator", unit="chunk") as bar:
+        for chunk in chunks:
+            queries.extend(queries_for_chunk(chunk, styles, idf, seed, max_chars))
+            bar.update(1)
+    return queries

@@ -29,8 +29,16 @@ class _Section(BaseModel):
 
 class SampleParams(_Section):
     laws: list[str] = Field(default=["中华人民共和国证券法"], min_length=1)
-    cjk_font: str = "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"
-    latin_font: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+class ComputeParams(_Section):
+    """Hardware choices. ``auto`` is resolved at run time (and recorded in metrics/train.json), so
+    teammates on different machines share one params.yaml and a clean ``dvc status``."""
+
+    # auto: CUDA if present, else Apple MPS, else CPU.
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    # auto: bf16 mixed precision on a CUDA GPU that supports it, else fp16 there; fp32 on MPS and CPU.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
 
 
 class SplitParams(_Section):
@@ -123,7 +131,11 @@ class ModelParams(_Section):
 class TrainParams(_Section):
     loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
     epochs: float = Field(default=1.0, gt=0)
+    # Global: pairs per optimizer step (and in-batch negatives per query, plus one), whatever the
+    # number of processes; each of N processes takes batch_size / N of every batch.
     batch_size: int = Field(default=32, ge=2)
+    # Data-parallel processes, launched through torchrun. auto: one per CUDA GPU (1 without one).
+    processes: int | Literal["auto"] = "auto"
     mini_batch_size: int = Field(default=16, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0, lt=1)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
@@ -138,6 +150,22 @@ class TrainParams(_Section):
     embedding_learning_rate: float = Field(default=1e-2, gt=0, lt=1)
     unk_threshold: float = Field(default=0.01, ge=0, le=1)
     evals_per_epoch: int = Field(default=2, ge=1)
+    # Budget: train on at most this many (query, passage) pairs, a seeded sample (0: all), so a large
+    # corpus does not silently mean a day of CPU training.
+    max_pairs: int = Field(default=3000, ge=0)
+    # Validation during training (model selection) on a seeded sample, so each pass costs seconds.
+    max_val_queries: int = Field(default=200, ge=1)
+    max_val_corpus: int = Field(default=500, ge=1)
+    # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
+    checkpoint_fraction: float = Field(default=0.2, gt=0, le=1)
+    checkpoint_minutes: float = Field(default=5.0, gt=0)
+
+    @field_validator("processes")
+    @classmethod
+    def _at_least_one_process(cls, processes: int | str) -> int | str:
+        if isinstance(processes, int) and processes < 1:
+            raise ValueError("give a number of processes >= 1, or auto")
+        return processes
 
 
 class EvaluateParams(_Section):
@@ -147,7 +175,13 @@ class EvaluateParams(_Section):
     # "auto" picks it on the val split.
     hybrid_dense_weight: float | Literal["auto"] = "auto"
     batch_size: int = Field(default=64, ge=1)
+    # Cap on the queries evaluated per question set: a seeded sample (0: all of them).
+    max_queries: int = Field(default=2000, ge=0)
     llamaindex_check: bool = True
+    # The llama-index cross-check runs on a seeded sample of queries and of the corpus (the
+    # sampled queries' relevant chunks plus others up to the cap), never a full extra pass.
+    llamaindex_check_queries: int = Field(default=200, ge=1)
+    llamaindex_check_corpus: int = Field(default=500, ge=1)
     # Extra rows: OpenAI-compatible embedding models (key/endpoint from the
     # environment); "$EMBEDDING_MODEL" reads the name from that variable.
     api_embedding_models: list[str] = []
@@ -165,6 +199,7 @@ class EvaluateParams(_Section):
 
 class Params(_Section):
     sample: SampleParams = SampleParams()
+    compute: ComputeParams = ComputeParams()
     corpus: CorpusParams = CorpusParams()
     questions: QuestionsParams = QuestionsParams()
     model: ModelParams

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
-import math
+import hashlib
 import random
 import re
+import time
 from pathlib import Path
 
+from transformers import TrainerCallback
+
+from stages.lib.device import Hardware
 from stages.lib.params import TrainParams
+from stages.lib.progress import progress
 from stages.lib.qa_dataset import QADataset
 
 
@@ -33,15 +38,19 @@ def training_pairs(dataset: QADataset, mask_probability: float, seed: int) -> tu
     return anchors, positives
 
 
-def build_loss(model, params: TrainParams):
+def build_loss(model, params: TrainParams, distributed: bool = False):
+    """In-batch-negatives loss; with several processes it gathers every process's embeddings, so
+    each query sees the whole global batch as negatives, as in a single-process run."""
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MultipleNegativesRankingLoss,
     )
 
     if params.loss == "cached_mnrl":
-        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=params.mini_batch_size)
-    return MultipleNegativesRankingLoss(model)
+        return CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=params.mini_batch_size, gather_across_devices=distributed
+        )
+    return MultipleNegativesRankingLoss(model, gather_across_devices=distributed)
 
 
 def ir_evaluator(dataset: QADataset, name: str, batch_size: int):
@@ -70,38 +79,163 @@ def embedding_learning_rate_mapping(loss, learning_rate: float) -> dict[str, flo
 
 
 def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
-    return max(1, math.ceil(n_pairs / batch_size))
+    """Full batches only (the last partial batch of an epoch is dropped): every step sees exactly
+    ``batch_size`` pairs, which is what lets N processes split each batch evenly."""
+    return n_pairs // batch_size
 
 
-class CurveLogger:
-    """A TrainerCallback that writes the loss and validation curves as CSV for ``dvc plots``."""
+def _rank_key(seed: int, *parts: str) -> str:
+    return hashlib.sha256(":".join((str(seed), *parts)).encode()).hexdigest()
 
-    def __init__(self, loss_file: Path, val_file: Path, metric_prefix: str) -> None:
-        from transformers import TrainerCallback
 
-        self.loss_rows: list[dict] = []
-        self.val_rows: list[dict] = []
-        logger = self
+def sample_pairs(anchors: list[str], positives: list[str], limit: int, seed: int) -> tuple[list[str], list[str]]:
+    """At most ``limit`` pairs (0: all), a seeded sample that keeps the original order.
 
-        class _Callback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                logs = logs or {}
-                if "loss" in logs:
-                    logger.loss_rows.append(
-                        {"step": state.global_step, "epoch": round(state.epoch or 0, 3), "loss": logs["loss"]}
-                    )
-                values = {k.removeprefix(metric_prefix): v for k, v in logs.items() if k.startswith(metric_prefix)}
-                if values:
-                    logger.val_rows.append({"step": state.global_step, "epoch": round(state.epoch or 0, 3), **values})
+    Ranked by a hash of each pair's content, so the sample does not depend on the
+    order in which pairs were generated, and growing the budget only adds pairs.
+    """
+    if not limit or len(anchors) <= limit:
+        return anchors, positives
+    ranked = sorted(range(len(anchors)), key=lambda i: _rank_key(seed, anchors[i], positives[i]))
+    keep = sorted(ranked[:limit])
+    return [anchors[i] for i in keep], [positives[i] for i in keep]
 
-        self.callback = _Callback()
-        self.loss_file, self.val_file = loss_file, val_file
 
-    def write(self) -> None:
-        for path, rows in ((self.loss_file, self.loss_rows), (self.val_file, self.val_rows)):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fields = list(dict.fromkeys(key for row in rows for key in row)) or ["step"]
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
+def bounded_eval_set(dataset: QADataset, max_queries: int, max_corpus: int, seed: int) -> QADataset:
+    """A seeded sample of queries against a bounded corpus: their relevant chunks plus sampled others.
+
+    Validation during training then costs seconds whatever the corpus size; on a
+    corpus below the bounds it is the whole val set over the whole corpus.
+    """
+    query_ids = sorted(dataset.queries, key=lambda q: _rank_key(seed, "query", q))[:max_queries]
+    keep = dict.fromkeys(cid for qid in query_ids for cid in dataset.relevant_docs[qid])
+    others = sorted((c for c in dataset.corpus if c not in keep), key=lambda c: _rank_key(seed, "chunk", c))
+    keep.update(dict.fromkeys(others[: max(0, max_corpus - len(keep))]))
+    chosen = set(query_ids)
+    return QADataset(
+        queries={q: t for q, t in dataset.queries.items() if q in chosen},
+        corpus={c: t for c, t in dataset.corpus.items() if c in keep},
+        relevant_docs={q: d for q, d in dataset.relevant_docs.items() if q in chosen},
+        query_styles={q: s for q, s in dataset.query_styles.items() if q in chosen},
+    )
+
+
+def curves_from_history(log_history: list[dict], metric_prefix: str) -> tuple[list[dict], list[dict]]:
+    """Loss and validation curves from the Trainer's log history (restored with a resumed checkpoint)."""
+    loss_rows, val_rows = [], []
+    for entry in log_history:
+        step, epoch = entry.get("step", 0), round(entry.get("epoch") or 0, 3)
+        if "loss" in entry:
+            loss_rows.append({"step": step, "epoch": epoch, "loss": entry["loss"]})
+        values = {k.removeprefix(metric_prefix): v for k, v in entry.items() if k.startswith(metric_prefix)}
+        if values:
+            val_rows.append({"step": step, "epoch": epoch, **values})
+    return loss_rows, val_rows
+
+
+def write_curve(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(key for row in rows for key in row)) or ["step"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class TrainProgress(TrainerCallback):
+    """A progress bar over optimizer steps with the latest loss and validation score (rank 0 only)."""
+
+    def __init__(self, val_metric: str) -> None:
+        self.val_metric = val_metric
+        self.bar = None
+        self.postfix: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = progress(state.max_steps, "[train] steps", unit="step", initial=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.postfix["loss"] = f"{logs['loss']:.3f}"
+        if self.val_metric in logs:
+            self.postfix["val ndcg@10"] = f"{logs[self.val_metric]:.3f}"
+        if self.bar is not None and self.postfix:
+            self.bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in self.postfix.items()))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
+                  vocabulary_extended: bool, val_metric: str, is_writer: bool):
+    """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
+
+    Returns (trainer, best-model keeper).
+    """
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import PrinterCallback
+
+    from stages.lib.checkpoints import BestModelKeeper, CheckpointSchedule, save_steps
+
+    class CheckpointTimingTrainer(SentenceTransformerTrainer):
+        """Counts checkpoint saves and their time: the cost of being resumable, reported in the metrics."""
+
+        checkpoints_saved = 0
+        checkpoint_seconds = 0.0
+
+        def _save_checkpoint(self, model, trial):
+            started = time.perf_counter()
+            super()._save_checkpoint(model, trial)
+            self.checkpoints_saved += 1
+            self.checkpoint_seconds += time.perf_counter() - started
+
+    steps = steps_per_epoch(len(train_data), params.batch_size)
+    loss = build_loss(model, params, distributed=hardware.processes > 1)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=params.epochs,
+        # The batch sampler draws global, duplicate-free batches; each process takes its share of
+        # every one (split_batches), so batch_size means the same for 1 or N processes.
+        per_device_train_batch_size=params.batch_size,
+        accelerator_config={"split_batches": True},
+        dataloader_drop_last=True,
+        learning_rate=params.learning_rate,
+        learning_rate_mapping=embedding_learning_rate_mapping(loss, params.embedding_learning_rate) if vocabulary_extended else {},
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
+        weight_decay=params.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=params.seed,
+        data_seed=params.seed,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=max(1, steps // params.evals_per_epoch),
+        save_strategy="steps",
+        save_steps=save_steps(max(1, int(steps * params.epochs)), params.checkpoint_fraction),
+        save_total_limit=2,
+        logging_steps=max(1, steps // 10),
+        report_to="none",
+        use_cpu=hardware.device == "cpu",
+        bf16=hardware.precision == "bf16",
+        fp16=hardware.precision == "fp16",
+        ddp_backend="gloo" if hardware.device == "cpu" and hardware.processes > 1 else None,
+        disable_tqdm=True,
+    )
+    keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer)
+    trainer = CheckpointTimingTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[TrainProgress(val_metric), CheckpointSchedule(params.checkpoint_minutes * 60), keeper],
+    )
+    trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
+    return trainer, keeper

@@ -25,24 +25,31 @@ class Coverage:
 
 
 def measure_coverage(tokenizer, texts: Iterable[str]) -> Coverage:
-    """Share of tokens that are [UNK], and which pre-tokens (words/characters) caused them."""
+    """Share of tokens that are [UNK], and which pre-tokens (words/characters) caused them.
+
+    Each distinct pre-token is tokenized once: a corpus of thousands of documents
+    has millions of pre-tokens but only tens of thousands of distinct ones.
+    """
     unk_id = tokenizer.unk_token_id
-    total = unknown = 0
     missing: Counter[str] = Counter()
     if unk_id is None:  # byte-level BPE and similar: nothing is ever unknown
-        for text in texts:
-            total += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        total = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts)
         return Coverage(total, 0, missing)
     backend = tokenizer.backend_tokenizer
+    pieces: Counter[str] = Counter()
     for text in texts:
         normalized = backend.normalizer.normalize_str(text) if backend.normalizer else text
-        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized):
-            ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
-            total += len(ids)
-            n_unknown = sum(1 for i in ids if i == unk_id)
-            if n_unknown:
-                unknown += n_unknown
-                missing[piece] += 1
+        pieces.update(piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized))
+    distinct = list(pieces)
+    total = unknown = 0
+    encoded = tokenizer(distinct, add_special_tokens=False)["input_ids"] if distinct else []
+    for piece, ids in zip(distinct, encoded, strict=True):
+        occurrences = pieces[piece]
+        total += len(ids) * occurrences
+        n_unknown = sum(1 for i in ids if i == unk_id)
+        if n_unknown:
+            unknown += n_unknown * occurrences
+            missing[piece] += occurrences
     return Coverage(total, unknown, missing)
 
 

@@ -1,0 +1,154 @@
+"""Resumable training: a work folder per fingerprint, regular checkpoints, the best model on disk.
+
+DVC deletes a stage's outputs before it runs, so checkpoints live beside them in
+``models/.train-work/<fingerprint>/``, which neither git nor DVC tracks. The
+fingerprint covers everything the stage reads (params that change the result,
+data, base model, code, library versions): a rerun after a crash resumes only
+from checkpoints of the very same run, and checkpoints of any other are
+discarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# Written last by the transformers Trainer: a checkpoint without it was cut short.
+COMPLETE_MARKER = "trainer_state.json"
+BEST_DIR = "best"
+BEST_RECORD = "best.json"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(settings: dict[str, Any], files: Iterable[Path], folders: Iterable[Path]) -> str:
+    """A short hash of the settings, the bytes of ``files`` and every file under ``folders``."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in files:
+        digest.update(f"\0{path.as_posix()}\0{file_digest(path)}".encode())
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(f"\0{path.relative_to(folder).as_posix()}\0{file_digest(path)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare_work_dir(root: Path, key: str) -> tuple[Path, list[str]]:
+    """``root/key``, created; folders of other fingerprints are deleted. Returns (folder, discarded names)."""
+    root.mkdir(parents=True, exist_ok=True)
+    discarded = []
+    for other in sorted(root.iterdir()):
+        if other.name != key:
+            shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink(missing_ok=True)
+            discarded.append(other.name)
+    work = root / key
+    work.mkdir(exist_ok=True)
+    return work, discarded
+
+
+def checkpoint_step(path: Path) -> int | None:
+    match = CHECKPOINT_PATTERN.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def latest_complete_checkpoint(work: Path) -> Path | None:
+    """The checkpoint with the highest step whose state file was written (the last thing saved)."""
+    complete = [p for p in work.glob("checkpoint-*") if checkpoint_step(p) is not None and (p / COMPLETE_MARKER).is_file()]
+    return max(complete, key=checkpoint_step, default=None)
+
+
+def remove_incomplete_checkpoints(work: Path) -> list[Path]:
+    removed = [p for p in work.glob("checkpoint-*") if p.is_dir() and not (p / COMPLETE_MARKER).is_file()]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def save_steps(total_steps: int, fraction: float) -> int:
+    """Checkpoint interval in steps: every ``fraction`` of the run, so a kill loses at most that share."""
+    return max(1, int(total_steps * fraction))
+
+
+def read_best(work: Path) -> dict[str, Any] | None:
+    record = work / BEST_RECORD
+    if not record.is_file() or not (work / BEST_DIR).is_dir():
+        return None
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+class CheckpointSchedule(TrainerCallback):
+    """Add time-based checkpoints to the Trainer's step-based ones, and skip the one at the last step.
+
+    A checkpoint is due when ``interval_s`` has passed since the last one (long
+    runs). With several processes the decision must be the same on all of them
+    (a save is collective), so rank 0's clock decides and is broadcast.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.last_save = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            # The Trainer checkpoints the last step too; the stage writes the model right after,
+            # so that save would only cost time.
+            control.should_save = False
+            return control
+        due = time.monotonic() - self.last_save >= self.interval_s
+        if args.world_size > 1:
+            import torch
+            import torch.distributed as dist
+
+            flag = torch.tensor([1 if due else 0], dtype=torch.int32, device=args.device)
+            dist.broadcast(flag, src=0)
+            due = bool(flag.item())
+        if due:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last_save = time.monotonic()
+
+
+class BestModelKeeper(TrainerCallback):
+    """Keep the best model by a validation metric on disk (rank 0 writes), so it survives a crash.
+
+    Independent of checkpointing: the Trainer's own ``load_best_model_at_end``
+    would tie every resume checkpoint to a validation pass.
+    """
+
+    def __init__(self, work: Path, metric: str, model, is_writer: bool) -> None:
+        self.work, self.metric, self.model, self.is_writer = work, metric, model, is_writer
+        best = read_best(work)
+        self.best_score = best["score"] if best else None
+        self.best_step = best["step"] if best else None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        score = (metrics or {}).get(self.metric)
+        if score is None or (self.best_score is not None and score <= self.best_score):
+            return
+        self.best_score, self.best_step = score, state.global_step
+        if self.is_writer:
+            staging = self.work / (BEST_DIR + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            self.model.save(str(staging))
+            shutil.rmtree(self.work / BEST_DIR, ignore_errors=True)
+            staging.rename(self.work / BEST_DIR)
+            (self.work / BEST_RECORD).write_text(json.dumps({"step": state.global_step, "score": score}), encoding="utf-8")

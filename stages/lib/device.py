@@ -1,0 +1,93 @@
+"""Pick the hardware at run time: CUDA, else Apple MPS, else CPU; mixed precision on a GPU.
+
+``compute.device`` and ``compute.precision`` default to ``auto`` so that one
+committed ``params.yaml`` serves every teammate's machine; the resolved values
+are recorded in the stage's metrics instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from stages.lib.errors import UserError
+
+DEVICES = ("cuda", "mps", "cpu")
+
+
+def available_devices() -> list[str]:
+    import torch
+
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found + ["cpu"]
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` -> the best device present; a forced device must exist."""
+    available = available_devices()
+    if requested == "auto":
+        return available[0]
+    if requested not in available:
+        raise UserError(
+            f"params.yaml key 'compute.device' is {requested!r}, but this machine has no such device "
+            f"(available: {', '.join(available)}). Set it to auto, or to one of those."
+        )
+    return requested
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    """``auto`` -> bf16 on a CUDA GPU that supports it, fp16 on an older one, fp32 elsewhere."""
+    if requested == "auto":
+        if device != "cuda":
+            # MPS autocast is incomplete in the Trainer stack, and the CPU gains nothing from fp16.
+            return "fp32"
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested == "fp16" and device == "cpu":
+        raise UserError(
+            "params.yaml key 'compute.precision' is 'fp16', which the CPU cannot train in. "
+            "Use fp32 (or bf16 on a CPU that supports it), or auto."
+        )
+    return requested
+
+
+def resolve_processes(requested: int | str, device: str) -> int:
+    """``auto`` -> one process per CUDA GPU (data parallel), one elsewhere."""
+    if requested != "auto":
+        return int(requested)
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_threads() -> int:
+    """Threads for torch on the CPU: the usable cores, shared between this machine's training processes."""
+    return max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str
+    precision: str
+    processes: int
+
+
+def resolve_hardware(device: str, precision: str, processes: int | str) -> Hardware:
+    """The ``compute.*`` and ``train.processes`` params, with every ``auto`` resolved for this machine."""
+    resolved = resolve_device(device)
+    return Hardware(resolved, resolve_precision(precision, resolved), resolve_processes(processes, resolved))

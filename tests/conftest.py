@@ -1,0 +1,30 @@
+"""Fixtures shared across test modules.
+
+The tiny Chinese pipeline is reproduced once per test session; modules that
+change the project work on a copy (``copy_project``), so the expensive
+``dvc repro`` is not repeated for every module that only needs its outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TINY_ZH_PARAMS, make_project, run
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    path: Path  # a git + DVC project, reproduced and committed
+    output: str  # stdout of its first `dvc repro`
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> PipelineRun:
+    path = make_project(tmp_path_factory.mktemp("tiny") / "project", TINY_ZH_PARAMS)
+    first = run(["dvc", "repro"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-q", "-m", "first run"], path)
+    return PipelineRun(path, first.stdout)

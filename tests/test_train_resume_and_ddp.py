@@ -1,0 +1,111 @@
+"""Training where users train: a real `kill -9` mid-run, then `dvc repro` resumes; two data-parallel
+processes (gloo on the CPU) through `dvc repro`.
+
+Both start from a copy of the session's reproduced tiny pipeline, whose
+uninterrupted single-process run is the reference.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import command_env, copy_project, run, update_params
+
+WEIGHTS = "models/finetuned/model.safetensors"
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def complete_checkpoint_steps(project: Path) -> list[int]:
+    return sorted(int(p.parent.name.split("-")[-1]) for p in project.glob("models/.train-work/*/checkpoint-*/trainer_state.json"))
+
+
+def training_process(dvc: subprocess.Popen) -> psutil.Process | None:
+    for child in psutil.Process(dvc.pid).children(recursive=True):
+        try:
+            if "stages.train" in " ".join(child.cmdline()):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_pipeline):
+    train = read_json(tiny_pipeline.path / "metrics/train.json")
+    assert train["steps"] >= 10, "the tiny run must be long enough to be killed in the middle"
+    return tiny_pipeline.path, train
+
+
+def test_kill_9_mid_training_then_repro_resumes_to_the_same_model(reference, tmp_path):
+    source, train = reference
+    project = copy_project(source, tmp_path / "project")
+    total = train["steps"]
+    dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=project, env=command_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not [s for s in complete_checkpoint_steps(project) if s >= total // 3]:
+        assert dvc.poll() is None, dvc.stdout.read()
+        time.sleep(0.2)
+    trainer = training_process(dvc)
+    assert trainer is not None
+    os.kill(trainer.pid, signal.SIGKILL)  # no chance to clean up, as with an OOM kill or a lost machine
+    dvc.wait(timeout=120)
+    assert dvc.returncode != 0
+    saved = complete_checkpoint_steps(project)
+    assert saved and max(saved) < total  # killed in the middle
+
+    resumed = run(["dvc", "repro"], project)
+    assert "resuming from models/.train-work/" in resumed.stdout
+    metrics = read_json(project / "metrics/train.json")
+    assert 0 < metrics["resumed_from_step"] == max(saved) and metrics["steps"] == total
+    assert metrics["checkpoints_saved"] < train["checkpoints_saved"]  # the resumed run only did the rest
+    # Optimizer, scheduler, RNG and data order were restored: on the CPU the weights are bit-identical.
+    assert (project / WEIGHTS).read_bytes() == (source / WEIGHTS).read_bytes()
+    assert read_json(project / "metrics/eval.json")["finetuned"] == read_json(source / "metrics/eval.json")["finetuned"]
+    assert not (project / "models/.train-work").exists() or not any((project / "models/.train-work").iterdir())
+
+
+def test_checkpoints_of_other_inputs_are_discarded(reference, tmp_path):
+    source, _ = reference
+    project = copy_project(source, tmp_path / "project")
+    stale = project / "models/.train-work/0123456789abcdef/checkpoint-7"
+    stale.mkdir(parents=True)
+    (stale / "trainer_state.json").write_text("{}")
+    result = run(["dvc", "repro", "--force", "--single-item", "train"], project)
+    assert "discarded checkpoints of earlier runs with other inputs: 0123456789abcdef" in result.stdout
+    assert "resuming" not in result.stdout
+    assert read_json(project / "metrics/train.json")["resumed_from_step"] == 0
+
+
+def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
+    source, train = reference
+    project = copy_project(source, tmp_path / "project")
+    update_params(project, {"train": {"processes": 2}})
+    result = run(["dvc", "repro", "--force", "--single-item", "train"], project)
+    output = result.stdout + result.stderr
+    assert "launching 2 data-parallel processes on cpu through torchrun" in output
+    assert output.count("[train] finished in") == 1 and "Traceback" not in output
+    metrics = read_json(project / "metrics/train.json")
+    assert metrics["processes"] == 2 and metrics["device"] == "cpu" and metrics["precision"] == "fp32"
+    # train.batch_size is global: the same pairs make the same number of steps as the single-process run.
+    assert (metrics["train_pairs"], metrics["steps"]) == (train["train_pairs"], train["steps"])
+    # One model, written once.
+    assert [p.name for p in (project / "models").iterdir() if p.name.startswith("finetuned")] == ["finetuned"]
+    assert len(list((project / "models/finetuned").rglob("*.safetensors"))) == 1
+    with (project / "metrics/train_curves/loss.csv").open() as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    third = max(1, len(losses) // 3)
+    assert sum(losses[-third:]) / third < sum(losses[:third]) / third  # the loss goes down
+    assert metrics["best_val_ndcg@10"] > 0.2

