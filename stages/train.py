@@ -222,7 +222,8 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
 
-    from stages.lib.training import bounded_eval_set, ir_evaluator, sample_pairs, training_pairs
+    from stages.lib.eval_sample import bounded_dataset
+    from stages.lib.training import ir_evaluator, sample_pairs, training_pairs
     from stages.lib.vocab import extend_vocabulary, measure_coverage
 
     p = params.train
@@ -245,7 +246,7 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
             f"Only {len(anchors)} training pairs, fewer than params.yaml key 'train.batch_size' ({p.batch_size}): "
             "lower the batch size, raise 'train.max_pairs', or add documents/questions."
         )
-    val = bounded_eval_set(val_set, p.max_val_queries, p.max_val_corpus, p.seed) if val_set.queries else None
+    val = bounded_dataset(val_set, p.max_val_queries, p.max_val_corpus, f"train.val:{p.seed}") if val_set.queries else None
     return Built(
         model=model,
         train_data=Dataset.from_dict({"anchor": anchors, "positive": positives}),

@@ -17,9 +17,10 @@ from stages.lib.checkpoints import (
 )
 from stages.lib.device import resolve_device, resolve_hardware, resolve_precision, resolve_processes
 from stages.lib.errors import UserError
+from stages.lib.eval_sample import bounded_dataset
 from stages.lib.progress import LineProgress
 from stages.lib.qa_dataset import QADataset
-from stages.lib.training import bounded_eval_set, curves_from_history, sample_pairs, steps_per_epoch
+from stages.lib.training import curves_from_history, sample_pairs, steps_per_epoch
 from stages.lib.vocab import measure_coverage
 
 
@@ -40,12 +41,12 @@ def test_bounded_validation_keeps_every_sampled_querys_passages():
     queries = {f"q{i}": f"query {i}" for i in range(300)}
     relevant = {f"q{i}": [f"c{i}", f"c{i + 500}"] for i in range(300)}
     full = QADataset(queries, corpus, relevant, {q: "question" for q in queries})
-    bounded = bounded_eval_set(full, max_queries=50, max_corpus=200, seed=3)
+    bounded = bounded_dataset(full, 50, 200, salt="train.val:3")
     assert len(bounded.queries) == 50 and len(bounded.corpus) == 200
     assert all(c in bounded.corpus for q in bounded.queries for c in bounded.relevant_docs[q])
-    assert bounded == bounded_eval_set(full, max_queries=50, max_corpus=200, seed=3)
+    assert bounded == bounded_dataset(full, 50, 200, salt="train.val:3")
     # Below the bounds: the whole val set over the whole corpus.
-    assert bounded_eval_set(full, 10_000, 10_000, seed=3) == full
+    assert bounded_dataset(full, 10_000, 10_000, salt="train.val:3") == full
 
 
 def test_steps_drop_the_last_partial_batch():
@@ -114,6 +115,10 @@ def test_devices_resolve_on_this_machine_and_forced_missing_ones_fail_clearly():
     with pytest.raises(UserError, match="compute.precision"):
         resolve_precision("fp16", "cpu")
     assert resolve_processes(3, "cpu") == 3 and resolve_processes("auto", "cpu") == 1
+    with pytest.raises(UserError, match="train.processes"):
+        resolve_processes(2, "mps")
+    with pytest.raises(UserError, match="train.processes"):
+        resolve_processes(torch.cuda.device_count() + 1, "cuda")
 
 
 def test_line_progress_prints_rate_and_eta_without_carriage_returns():

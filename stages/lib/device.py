@@ -58,13 +58,25 @@ def resolve_precision(requested: str, device: str) -> str:
 
 def resolve_processes(requested: int | str, device: str) -> int:
     """``auto`` -> one process per CUDA GPU (data parallel), one elsewhere."""
-    if requested != "auto":
-        return int(requested)
+    gpus = 0
     if device == "cuda":
         import torch
 
-        return max(1, torch.cuda.device_count())
-    return 1
+        gpus = torch.cuda.device_count()
+    if requested == "auto":
+        return max(1, gpus)
+    processes = int(requested)
+    if processes > 1 and device == "mps":
+        raise UserError(
+            f"params.yaml key 'train.processes' is {processes}, but data-parallel training runs on CUDA GPUs or the "
+            "CPU, not on Apple MPS. Set it to 1 (or auto), or set 'compute.device' to cpu."
+        )
+    if device == "cuda" and processes > gpus:
+        raise UserError(
+            f"params.yaml key 'train.processes' is {processes}, but only {gpus} CUDA GPU(s) are visible: one process "
+            "drives one GPU. Set it to auto (one per GPU) or at most the number of GPUs (see CUDA_VISIBLE_DEVICES)."
+        )
+    return processes
 
 
 def usable_cores() -> int:

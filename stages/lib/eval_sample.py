@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from stages.lib.qa_dataset import QADataset
 
 QUERY_SALT = "evaluate.max_queries"
-CHECK_QUERY_SALT = "evaluate.llamaindex_check.queries"
-CHECK_CORPUS_SALT = "evaluate.llamaindex_check.corpus"
+CHECK_SALT = "evaluate.llamaindex_check"
 
 
 def seeded_order(ids: Iterable[str], salt: str) -> list[str]:
@@ -53,14 +52,28 @@ class CheckSample:
     corpus_ids: list[str]
 
 
-def check_sample(dataset: QADataset, n_queries: int, corpus_size: int) -> CheckSample:
+def check_sample(dataset: QADataset, n_queries: int, corpus_size: int, salt: str = CHECK_SALT) -> CheckSample:
     """A seeded sample of queries and a sub-corpus: their relevant chunks, then other chunks up to ``corpus_size``.
 
     The relevant chunks are always in (the sub-corpus may exceed the cap to hold them),
     so a query can be found at all; the others are distractors drawn by hash.
     """
-    query_ids = seeded_sample(dataset.queries, n_queries, CHECK_QUERY_SALT)
+    query_ids = seeded_sample(dataset.queries, n_queries, f"{salt}.queries")
     relevant = {cid for qid in query_ids for cid in dataset.relevant_docs[qid] if cid in dataset.corpus}
-    others = seeded_order((cid for cid in dataset.corpus if cid not in relevant), CHECK_CORPUS_SALT)
+    others = seeded_order((cid for cid in dataset.corpus if cid not in relevant), f"{salt}.corpus")
     chosen = relevant | set(others[:max(0, corpus_size - len(relevant))])
     return CheckSample(query_ids, [cid for cid in dataset.corpus if cid in chosen])
+
+
+def bounded_dataset(dataset: QADataset, n_queries: int, corpus_size: int, salt: str) -> QADataset:
+    """``dataset`` cut to a ``check_sample``: e.g. validation during training that costs seconds at any corpus size.
+
+    Below both bounds it is the whole dataset.
+    """
+    sample = check_sample(dataset, n_queries, corpus_size, salt)
+    return QADataset(
+        queries={q: dataset.queries[q] for q in sample.query_ids},
+        corpus={c: dataset.corpus[c] for c in sample.corpus_ids},
+        relevant_docs={q: dataset.relevant_docs[q] for q in sample.query_ids},
+        query_styles={q: dataset.query_styles[q] for q in sample.query_ids if q in dataset.query_styles},
+    )

@@ -101,25 +101,6 @@ def sample_pairs(anchors: list[str], positives: list[str], limit: int, seed: int
     return [anchors[i] for i in keep], [positives[i] for i in keep]
 
 
-def bounded_eval_set(dataset: QADataset, max_queries: int, max_corpus: int, seed: int) -> QADataset:
-    """A seeded sample of queries against a bounded corpus: their relevant chunks plus sampled others.
-
-    Validation during training then costs seconds whatever the corpus size; on a
-    corpus below the bounds it is the whole val set over the whole corpus.
-    """
-    query_ids = sorted(dataset.queries, key=lambda q: _rank_key(seed, "query", q))[:max_queries]
-    keep = dict.fromkeys(cid for qid in query_ids for cid in dataset.relevant_docs[qid])
-    others = sorted((c for c in dataset.corpus if c not in keep), key=lambda c: _rank_key(seed, "chunk", c))
-    keep.update(dict.fromkeys(others[: max(0, max_corpus - len(keep))]))
-    chosen = set(query_ids)
-    return QADataset(
-        queries={q: t for q, t in dataset.queries.items() if q in chosen},
-        corpus={c: t for c, t in dataset.corpus.items() if c in keep},
-        relevant_docs={q: d for q, d in dataset.relevant_docs.items() if q in chosen},
-        query_styles={q: s for q, s in dataset.query_styles.items() if q in chosen},
-    )
-
-
 def curves_from_history(log_history: list[dict], metric_prefix: str) -> tuple[list[dict], list[dict]]:
     """Loss and validation curves from the Trainer's log history (restored with a resumed checkpoint)."""
     loss_rows, val_rows = [], []
