@@ -193,7 +193,7 @@ def _fingerprint_settings(params: Params, hardware: Hardware) -> dict:
 
     # Knobs that change how training runs but not its result stay out, so that
     # e.g. a different checkpoint interval can still resume.
-    train = params.train.model_dump(exclude={"processes", "checkpoint_fraction", "checkpoint_minutes"})
+    train = params.train.model_dump(exclude={"processes", "checkpoint_fraction", "checkpoint_minutes", "gradient_checkpointing"})
     return {
         "train": train,
         "max_seq_length": params.model.max_seq_length,

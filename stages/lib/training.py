@@ -208,6 +208,7 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         fp16=hardware.precision == "fp16",
         ddp_backend="gloo" if hardware.device == "cpu" and hardware.processes > 1 else None,
         disable_tqdm=True,
+        gradient_checkpointing=params.gradient_checkpointing,
     )
     keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer)
     trainer = CheckpointTimingTrainer(
