@@ -31,7 +31,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.project import REPO_ROOT, copy_pipeline
+
 STAGES = ("sample", "corpus", "questions", "base_model", "train", "evaluate")
 DEFAULT_LAW = "中华人民共和国证券法"
 RESULTS = REPO_ROOT / "benchmarks/results/scale.json"
@@ -50,9 +51,7 @@ def select_laws(size: str) -> list[str]:
 
 
 def make_project(folder: Path, laws: list[str]) -> None:
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy2(REPO_ROOT / name, folder / name)
-    shutil.copytree(REPO_ROOT / "stages", folder / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_pipeline(folder)
     yaml = YAML()
     params = yaml.load((folder / "params.yaml").read_text(encoding="utf-8"))
     params["sample"]["laws"] = laws

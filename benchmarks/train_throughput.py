@@ -21,21 +21,19 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.project import REPO_ROOT, copy_pipeline
+
 PREPARE = ("sample", "corpus", "questions", "base_model")
 
 
 def prepare_project(folder: Path) -> None:
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy2(REPO_ROOT / name, folder / name)
-    shutil.copytree(REPO_ROOT / "stages", folder / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_pipeline(folder)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     for stage in PREPARE:
         subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, check=True, capture_output=True)

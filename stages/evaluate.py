@@ -3,6 +3,11 @@
 Writes ``metrics/eval.json`` (numbers only, git-tracked), the hit-rate-vs-k
 curve ``metrics/hit_rate.csv`` and per-query results for error analysis.
 
+Besides the synthetic test split it reports the golden question sets
+(``evaluate.golden_sets``: questions written by people), each retriever with a
+95% paired-bootstrap interval for hit@5 and MRR@10 and for its difference from
+BM25; the fusion weight is chosen on golden val when there is one.
+
 Sized for large corpora: each model encodes the corpus once per run (and never
 again for texts already in ``data/embedding_cache/``), rankings keep only the
 top ``DEPTH`` per query, block by block, and each question set is capped to a
@@ -17,15 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.lib.api_embeddings import CachedAPIEmbedder, resolve_model_name
+from stages.lib.corpus_io import load_chunks
 from stages.lib.dense_encoding import EvalVectors, LazySentenceEncoder, encode_eval_texts
 from stages.lib.device import resolve_device
 from stages.lib.errors import UserError, run_stage
-from stages.lib.eval_sample import cap_queries
 from stages.lib.files import write_json, write_jsonl
+from stages.lib.intervals import format_interval_table, intervals, per_query
 from stages.lib.llm_client import Endpoint, load_endpoint
 from stages.lib.params import EvaluateParams, load_params
 from stages.lib.phase_timer import PhaseTimer
 from stages.lib.qa_dataset import QADataset
+from stages.lib.question_sets import SYNTHETIC_TEST, QuestionSets, build_question_sets
 from stages.lib.retrieval import (
     BM25Index,
     Ranking,
@@ -50,17 +57,18 @@ PER_QUERY_FILE = Path("data/eval/per_query.jsonl")
 EMBEDDING_CACHE_DIR = Path("data/embedding_cache")
 DEPTH = 100
 CURVE_MAX_K = 10
+TUNING = "tuning"  # the query set knobs are tuned on, encoded with the fine-tuned model only
 
 
 @dataclass
 class Inputs:
-    test: QADataset  # the evaluated (capped) test set
-    val: QADataset  # the capped val set, used only to tune the fusion weight
-    test_total: int
-    val_total: int
-    tune_weight: bool
+    sets: QuestionSets
     api_models: list[str]
     endpoint: Endpoint | None
+
+    @property
+    def test(self) -> QADataset:
+        return self.sets.reported[SYNTHETIC_TEST]
 
 
 @run_stage("evaluate")
@@ -73,25 +81,26 @@ def main() -> None:
     top_k = 5 if 5 in params.k_values else params.k_values[-1]
     device = resolve_device(all_params.compute.device)
 
-    # 1. Inputs, checked before any slow work; each question set capped to one seeded sample for every retriever.
+    # 1. Inputs, checked before any slow work: the reported question sets (synthetic test, golden test)
+    #    and the one knobs are tuned on, each capped to one seeded sample for every retriever.
     inputs = _load_inputs(params)
     test = inputs.test
-    print(f"[evaluate] {len(test.queries)} of {inputs.test_total} test queries"
-          + (f" and {len(inputs.val.queries)} of {inputs.val_total} val queries" if inputs.tune_weight else "")
-          + f", over {len(test.corpus)} chunks, on {device}", flush=True)
+    _print_inputs(inputs, device)
 
     # 2. Dense vectors: one pass per model over the corpus and every query set it ranks, backed by the cache.
     vectors, caches = _dense_vectors(inputs, params, device, all_params.model.max_seq_length, timer)
 
-    # 3. Rankings over every chunk: dense, BM25, and their fusion (weight tuned on val, never on test).
+    # 3. Rankings over every chunk for every set: dense, BM25, and their fusion (weight tuned, never on a test set).
     rankings, weight = _rankings(inputs, vectors, params, depth, timer)
-    results = {name: retrieval_metrics(r, test.relevant_docs, params.k_values) for name, r in rankings.items()}
+    results = _scored(inputs.sets, rankings, params.k_values)
     summary: dict = {
-        **results, "test_queries": len(test.queries), "test_queries_total": inputs.test_total,
+        **results[SYNTHETIC_TEST], "test_queries": len(test.queries), "test_queries_total": inputs.sets.totals[SYNTHETIC_TEST],
         "corpus_size": len(test.corpus), "hybrid_dense_weight": weight,
+        **{name: {**scores, "queries": len(inputs.sets.reported[name].queries)}
+           for name, scores in results.items() if name != SYNTHETIC_TEST},
     }
-    if inputs.tune_weight:
-        summary.update(val_queries=len(inputs.val.queries), val_queries_total=inputs.val_total)
+    if inputs.sets.tuning is not None:
+        summary.update(tuning_queries=len(inputs.sets.tuning.queries), tuning_queries_total=inputs.sets.tuning_total)
 
     # 4. llama-index cross-check on a seeded sample, against our ranking of the same sample.
     if params.llamaindex_check:
@@ -100,7 +109,7 @@ def main() -> None:
         with timer("llama-index check"):
             summary.update(cross_check(
                 str(MODELS["finetuned"]), device, all_params.model.max_seq_length, test,
-                vectors["finetuned"].queries["test"], vectors["finetuned"].corpus, params.llamaindex_check_queries,
+                vectors["finetuned"].queries[SYNTHETIC_TEST], vectors["finetuned"].corpus, params.llamaindex_check_queries,
                 params.llamaindex_check_corpus, top_k, params.batch_size,
             ))
         theirs, ours = summary[f"llamaindex_finetuned_hit@{top_k}"], summary[f"ours_on_llamaindex_sample_hit@{top_k}"]
@@ -108,12 +117,12 @@ def main() -> None:
             print(f"[evaluate] WARNING: llama-index retriever hit@{top_k} {theirs} differs from ours {ours} "
                   "on the same sample by more than one query")
 
-    # 5. Outputs and the table.
+    # 5. Outputs and the tables.
     write_json(METRICS_FILE, summary)
-    write_json(BY_STYLE_FILE, _by_style(test, rankings, params.k_values))
-    _write_curve(rankings, test.relevant_docs)
-    _write_per_query(test, rankings)
-    _print_table(summary, results, params.k_values, weight, top_k, params.llamaindex_check)
+    write_json(BY_STYLE_FILE, _by_style(test, rankings[SYNTHETIC_TEST], params.k_values))
+    _write_curve(rankings[SYNTHETIC_TEST], test.relevant_docs)
+    _write_per_query(inputs.sets, rankings)
+    _print_tables(summary, results, params.k_values, weight, inputs.sets.tuning_name, top_k, params.llamaindex_check)
 
     # 6. Cache housekeeping, only after a successful run: compact what grew, drop models no longer evaluated.
     for cache in caches:
@@ -136,12 +145,19 @@ def _load_inputs(params: EvaluateParams) -> Inputs:
         if not path.is_dir():
             raise UserError(f"{path} is missing: run `dvc repro` so the stage that writes it runs.")
     EMBEDDING_CACHE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
-    return Inputs(
-        test=cap_queries(test, params.max_queries), val=cap_queries(val, params.max_queries),
-        test_total=len(test.queries), val_total=len(val.queries),
-        tune_weight=params.hybrid_dense_weight == "auto" and bool(val.queries),
-        api_models=api_models, endpoint=endpoint,
-    )
+    chunks = load_chunks() if params.golden_sets else []
+    sets = build_question_sets(test, val, chunks, params.golden_sets, params.max_queries)
+    return Inputs(sets, api_models, endpoint)
+
+
+def _print_inputs(inputs: Inputs, device: str) -> None:
+    sets = inputs.sets
+    listed = ", ".join(f"{name} {len(d.queries)}" + (f" of {sets.totals[name]}" if len(d.queries) < sets.totals[name] else "")
+                       for name, d in sets.reported.items())
+    tuning = f"; knobs tuned on {sets.tuning_name} ({len(sets.tuning.queries)})" if sets.tuning is not None else ""
+    print(f"[evaluate] queries: {listed}{tuning}; over {len(inputs.test.corpus)} chunks, on {device}", flush=True)
+    for file in sets.skipped_golden:
+        print(f"[evaluate] golden set {file}: none of its documents is in this corpus, skipped", flush=True)
 
 
 def _dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_length: int,
@@ -149,8 +165,9 @@ def _dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_
     corpus_texts = list(inputs.test.corpus.values())
     vectors: dict[str, EvalVectors] = {}
     caches: list[VectorCache] = []
+    tuning = {TUNING: inputs.sets.tuning} if inputs.sets.tuning is not None else {}
     for name, path in MODELS.items():
-        query_sets = {"test": inputs.test, **({"val": inputs.val} if name == "finetuned" and inputs.tune_weight else {})}
+        query_sets = {**inputs.sets.reported, **(tuning if name == "finetuned" else {})}
         with timer(f"encode {name}"):
             cache = open_model_cache(EMBEDDING_CACHE_DIR, path, max_seq_length)
             encoder = LazySentenceEncoder(path, device, max_seq_length, params.batch_size)
@@ -162,7 +179,7 @@ def _dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_
         embedder = CachedAPIEmbedder(name, inputs.endpoint, EMBEDDING_CACHE_DIR, params.api_batch_size,
                                      params.api_max_retries, params.api_timeout_s)
         with timer(f"encode api:{name}"):
-            vectors[f"api:{name}"] = encode_eval_texts(corpus_texts, _query_texts({"test": inputs.test}), embedder.encode,
+            vectors[f"api:{name}"] = encode_eval_texts(corpus_texts, _query_texts(inputs.sets.reported), embedder.encode,
                                                        VectorCache(None), f"[evaluate] encode api:{name}")
         print(f"[evaluate] api:{name}: {embedder.requested_texts} texts sent, the rest from {EMBEDDING_CACHE_DIR}/")
     return vectors, caches
@@ -173,35 +190,62 @@ def _query_texts(query_sets: dict[str, QADataset]) -> dict[str, list[str]]:
 
 
 def _rankings(inputs: Inputs, vectors: dict[str, EvalVectors], params: EvaluateParams, depth: int,
-              timer: PhaseTimer) -> tuple[dict[str, Ranking], float]:
-    test, val = inputs.test, inputs.val
-    corpus_ids = list(test.corpus)
+              timer: PhaseTimer) -> tuple[dict[str, dict[str, Ranking]], float]:
+    """Set name -> retriever -> ranking, and the fusion weight (chosen on the tuning set)."""
+    corpus_ids = list(inputs.test.corpus)
+    rankings: dict[str, dict[str, Ranking]] = {name: {} for name in inputs.sets.reported}
     with timer("dense ranking"):
-        rankings = {name: dense_rank(list(test.queries), v.queries["test"], corpus_ids, v.corpus, depth)
-                    for name, v in vectors.items()}
-        val_dense = dense_rank(list(val.queries), vectors["finetuned"].queries["val"], corpus_ids,
-                               vectors["finetuned"].corpus, depth) if inputs.tune_weight else {}
+        for set_name, dataset in inputs.sets.reported.items():
+            for name, v in vectors.items():
+                rankings[set_name][name] = dense_rank(list(dataset.queries), v.queries[set_name], corpus_ids, v.corpus, depth)
     with timer("BM25 index"):
-        lexical = BM25Index(test.corpus, desc="[evaluate] BM25 tokenize")
+        lexical = BM25Index(inputs.test.corpus, desc="[evaluate] BM25 tokenize")
     with timer("BM25 retrieve"):
-        rankings["bm25"] = lexical.rank(test.queries, depth, desc="[evaluate] BM25 retrieve")
-        val_lexical = lexical.rank(val.queries, depth) if inputs.tune_weight else {}
+        for set_name, dataset in inputs.sets.reported.items():
+            rankings[set_name]["bm25"] = lexical.rank(dataset.queries, depth, desc=f"[evaluate] BM25 retrieve {set_name}")
     weight = params.hybrid_dense_weight
+    tuning = inputs.sets.tuning
     if weight == "auto":
-        weight = tune_fusion_weight(val_dense, val_lexical, val.relevant_docs, params.rrf_k, depth,
-                                    FUSION_WEIGHTS) if inputs.tune_weight else 1.0
-    rankings["hybrid"] = reciprocal_rank_fusion([rankings["finetuned"], rankings["bm25"]], params.rrf_k, depth,
-                                                [weight, 1.0])
+        weight = 1.0
+        if tuning is not None:
+            tuning_dense = dense_rank(list(tuning.queries), vectors["finetuned"].queries[TUNING], corpus_ids,
+                                      vectors["finetuned"].corpus, depth)
+            weight = tune_fusion_weight(tuning_dense, lexical.rank(tuning.queries, depth), tuning.relevant_docs,
+                                        params.rrf_k, depth, FUSION_WEIGHTS)
+    for by_retriever in rankings.values():
+        by_retriever["hybrid"] = reciprocal_rank_fusion([by_retriever["finetuned"], by_retriever["bm25"]], params.rrf_k,
+                                                        depth, [weight, 1.0])
     return rankings, weight
 
 
-def _print_table(summary: dict, results: dict, k_values: list[int], weight: float, top_k: int, checked: bool) -> None:
+def _scored(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], k_values: list[int]) -> dict[str, dict]:
+    """Set -> retriever -> metrics, with paired-bootstrap intervals for hit@5 and MRR@10 (and vs BM25)."""
+    results = {}
+    for set_name, dataset in sets.reported.items():
+        query_ids = list(dataset.queries)
+        per_retriever = {name: per_query(r, dataset.relevant_docs, query_ids) for name, r in rankings[set_name].items()}
+        bands = intervals(per_retriever, baseline="bm25")
+        results[set_name] = {name: {**retrieval_metrics(r, dataset.relevant_docs, k_values), **bands.get(name, {})}
+                             for name, r in rankings[set_name].items()}
+    return results
+
+
+def _print_tables(summary: dict, results: dict, k_values: list[int], weight: float, tuned_on: str, top_k: int,
+                  checked: bool) -> None:
     columns = [f"hit@{k}" for k in k_values] + ["mrr@10", "ndcg@10"]
     sampled = (f" (a seeded sample of {summary['test_queries_total']})"
                if summary["test_queries"] < summary["test_queries_total"] else "")
-    print(f"\nRetrieval on {summary['test_queries']} held-out questions{sampled} over {summary['corpus_size']} chunks:\n")
-    print(format_table(results, columns))
-    print(f"(hybrid = reciprocal-rank fusion of finetuned x{weight} and bm25 x1, weight chosen on val)")
+    print(f"\nSynthetic test split: {summary['test_queries']} held-out questions{sampled} over "
+          f"{summary['corpus_size']} chunks:\n")
+    print(format_table(results[SYNTHETIC_TEST], columns))
+    how = f"weight chosen on {tuned_on}" if tuned_on else "fixed weight"
+    print(f"(hybrid = reciprocal-rank fusion of finetuned x{weight} and bm25 x1, {how})")
+    for set_name, scores in results.items():
+        if set_name == SYNTHETIC_TEST:
+            continue
+        print(f"\n{set_name}: {summary[set_name]['queries']} questions written by people "
+              "(95% paired-bootstrap intervals):\n")
+        print(format_interval_table(scores, baseline="bm25"))
     if checked:
         print(f"\nllama-index VectorStoreIndex retriever, fine-tuned hit@{top_k}: "
               f"{summary[f'llamaindex_finetuned_hit@{top_k}']:.3f} (ours on the same "
@@ -231,15 +275,17 @@ def _write_curve(rankings: dict, relevant_docs: dict[str, list[str]]) -> None:
             writer.writerow([k, *(curves[name][f"hit@{k}"] for name in curves)])
 
 
-def _write_per_query(test: QADataset, rankings: dict) -> None:
+def _write_per_query(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]]) -> None:
     rows = []
-    for qid, text in test.queries.items():
-        relevant = set(test.relevant_docs[qid])
-        row = {"id": qid, "query": text, "style": test.query_styles.get(qid, ""), "relevant": sorted(relevant)}
-        for name, ranking in rankings.items():
-            row[f"{name}_rank"] = first_relevant_rank(ranking[qid], relevant)
-            row[f"{name}_top3"] = ranking[qid][:3]
-        rows.append(row)
+    for set_name, dataset in sets.reported.items():
+        for qid, text in dataset.queries.items():
+            relevant = set(dataset.relevant_docs[qid])
+            row = {"set": set_name, "id": qid, "query": text, "style": dataset.query_styles.get(qid, ""),
+                   "relevant": sorted(relevant)}
+            for name, ranking in rankings[set_name].items():
+                row[f"{name}_rank"] = first_relevant_rank(ranking[qid], relevant)
+                row[f"{name}_top3"] = ranking[qid][:3]
+            rows.append(row)
     write_jsonl(PER_QUERY_FILE, rows)
 
 

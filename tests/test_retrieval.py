@@ -119,7 +119,8 @@ def test_bm25_batched_top_k_matches_get_scores_on_a_real_corpus():
             tokens = bm25_tokens(text, index.language)
             full = index.retriever.get_scores(tokens) if tokens else np.zeros(len(ids), dtype=np.float32)
             got = np.array([full[ids.index(cid)] for cid in ranking[qid]])
-            assert len(ranking[qid]) == min(depth, len(ids)) == len(set(ranking[qid]))
+            # Every chunk that shares a term with the query, up to depth; none that shares none.
+            assert len(ranking[qid]) == min(depth, int((full > 0).sum())) == len(set(ranking[qid]))
             # The returned ranks carry the best scores there are, best first (tie order may differ from a full sort).
             assert np.allclose(got, np.sort(full)[::-1][:len(got)])
             positions = [ids.index(cid) for cid in ranking[qid]]
@@ -129,5 +130,12 @@ def test_bm25_batched_top_k_matches_get_scores_on_a_real_corpus():
 
 
 def test_bm25_depth_larger_than_the_corpus():
-    ranked = BM25Index({"a": "证券公司", "b": "上市公司"}).rank({"q": "证券", "e": ""}, depth=10)
-    assert ranked["q"] == ["a", "b"] and sorted(ranked["e"]) == ["a", "b"]
+    ranked = BM25Index({"a": "证券公司", "b": "上市公司"}).rank({"q": "公司", "e": ""}, depth=10)
+    assert sorted(ranked["q"]) == ["a", "b"] and ranked["e"] == []
+
+
+def test_bm25_retrieves_nothing_for_a_query_without_terms_and_never_zero_score_chunks():
+    index = BM25Index({"a": "证券公司应当依法审慎经营", "b": "上市公司收购应当公告", "c": "国歌的演奏"})
+    ranking = index.rank({"punct": "？！。", "stop": "的 了 和", "one": "证券"}, depth=10)
+    assert ranking["punct"] == [] and ranking["stop"] == []  # a miss, not the first chunks in corpus order
+    assert ranking["one"] == ["a"]  # the chunks without the term are not retrieved at all

@@ -52,9 +52,13 @@ def prepare_work_dir(root: Path, key: str) -> tuple[Path, list[str]]:
     root.mkdir(parents=True, exist_ok=True)
     discarded = []
     for other in sorted(root.iterdir()):
-        if other.name != key:
-            shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink(missing_ok=True)
-            discarded.append(other.name)
+        if other.name == key:
+            continue
+        if other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+        else:
+            other.unlink(missing_ok=True)
+        discarded.append(other.name)
     work = root / key
     work.mkdir(exist_ok=True)
     return work, discarded

@@ -185,6 +185,9 @@ class EvaluateParams(_Section):
     # sampled queries' relevant chunks plus others up to the cap), never a full extra pass.
     llamaindex_check_queries: int = Field(default=200, ge=1)
     llamaindex_check_corpus: int = Field(default=500, ge=1)
+    # Question sets written by people (JSONL; see the README), reported with confidence intervals;
+    # their val questions choose the fusion weight. A set about documents not in the corpus is skipped.
+    golden_sets: list[str] = ["data/golden/securities_law.jsonl"]
     # Extra rows: OpenAI-compatible embedding models (key/endpoint from the
     # environment); "$EMBEDDING_MODEL" reads the name from that variable.
     api_embedding_models: list[str] = []

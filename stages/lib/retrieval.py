@@ -95,14 +95,16 @@ class BM25Index:
         bar = progress(len(query_ids), desc, unit="query") if desc else None
         for start in range(0, len(query_ids), QUERY_BLOCK):
             block = query_ids[start:start + QUERY_BLOCK]
-            # An empty token list is scored zero against every chunk by bm25s (no crash).
             tokens = [bm25_tokens(queries[qid], self.language) for qid in block]
             indices, scores = self.retriever.retrieve(tokens, k=depth, show_progress=False, n_threads=0,
                                                       backend_selection="numpy")
             order = np.lexsort((indices, -scores), axis=1)
-            indices = np.take_along_axis(indices, order, axis=1)
-            for qid, row in zip(block, indices, strict=True):
-                rankings[qid] = [self.corpus_ids[i] for i in row]
+            indices, scores = np.take_along_axis(indices, order, axis=1), np.take_along_axis(scores, order, axis=1)
+            for qid, row, row_scores in zip(block, indices, scores, strict=True):
+                # A chunk that shares no term with the query scores 0: not retrieved. bm25s still fills the
+                # top k with such chunks (for a query of only stop words or punctuation, all of them), and
+                # counting them would reward corpus order.
+                rankings[qid] = [self.corpus_ids[i] for i, score in zip(row, row_scores, strict=True) if score > 0]
             if bar is not None:
                 bar.update(len(block))
         if bar is not None:

@@ -1,0 +1,20 @@
+"""A fresh copy of the pipeline for a benchmark to run its stages in."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# What the stages read from the repository itself (the rest they make).
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", "stages", "data/golden")
+
+
+def copy_pipeline(folder: Path) -> None:
+    for name in PIPELINE_FILES:
+        source, target = REPO_ROOT / name, folder / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
