@@ -6,7 +6,8 @@ curve ``metrics/hit_rate.csv`` and per-query results for error analysis.
 Besides the synthetic test split it reports the golden question sets
 (``evaluate.golden_sets``: questions written by people), each retriever with a
 95% paired-bootstrap interval for hit@5 and MRR@10 and for its difference from
-BM25; the fusion weight is chosen on golden val when there is one.
+BM25; the fusion (reciprocal-rank or convex, and its weight) is chosen on golden
+val when there is one.
 
 Sized for large corpora: each model encodes the corpus once per run (and never
 again for texts already in ``data/embedding_cache/``), rankings keep only the
@@ -27,6 +28,7 @@ from stages.lib.dense_encoding import EvalVectors, LazySentenceEncoder, encode_e
 from stages.lib.device import resolve_device
 from stages.lib.errors import UserError, run_stage
 from stages.lib.files import write_json, write_jsonl
+from stages.lib.fusion import RRF, Fusion, FusionChoice, candidates, choose_fusion, fuse
 from stages.lib.intervals import format_interval_table, intervals, per_query
 from stages.lib.llm_client import Endpoint, load_endpoint
 from stages.lib.params import EvaluateParams, load_params
@@ -39,15 +41,12 @@ from stages.lib.retrieval import (
     dense_rank,
     first_relevant_rank,
     format_table,
-    reciprocal_rank_fusion,
     retrieval_metrics,
-    tune_fusion_weight,
 )
 from stages.lib.vector_cache import VectorCache, open_model_cache, prune_model_caches
 
 QUESTIONS_FILE = Path("data/questions/test.json")
 VAL_FILE = Path("data/questions/val.json")
-FUSION_WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
 MODELS = {"base": Path("models/base"), "finetuned": Path("models/finetuned")}
 METRICS_FILE = Path("metrics/eval.json")
 BY_STYLE_FILE = Path("metrics/eval_by_style.json")
@@ -90,12 +89,12 @@ def main() -> None:
     # 2. Dense vectors: one pass per model over the corpus and every query set it ranks, backed by the cache.
     vectors, caches = _dense_vectors(inputs, params, device, all_params.model.max_seq_length, timer)
 
-    # 3. Rankings over every chunk for every set: dense, BM25, and their fusion (weight tuned, never on a test set).
-    rankings, weight = _rankings(inputs, vectors, params, depth, timer)
+    # 3. Rankings over every chunk for every set: dense, BM25, and their fusion (chosen on val, never on a test set).
+    rankings, fusion, chosen_on = _rankings(inputs, vectors, params, depth, timer)
     results = _scored(inputs.sets, rankings, params.k_values)
     summary: dict = {
         **results[SYNTHETIC_TEST], "test_queries": len(test.queries), "test_queries_total": inputs.sets.totals[SYNTHETIC_TEST],
-        "corpus_size": len(test.corpus), "hybrid_dense_weight": weight,
+        "corpus_size": len(test.corpus), "hybrid_fusion": fusion.method, "hybrid_dense_weight": fusion.weight,
         **{name: {**scores, "queries": len(inputs.sets.reported[name].queries)}
            for name, scores in results.items() if name != SYNTHETIC_TEST},
     }
@@ -120,9 +119,9 @@ def main() -> None:
     # 5. Outputs and the tables.
     write_json(METRICS_FILE, summary)
     write_json(BY_STYLE_FILE, _by_style(test, rankings[SYNTHETIC_TEST], params.k_values))
-    _write_curve(rankings[SYNTHETIC_TEST], test.relevant_docs)
+    _write_curve(inputs.sets, rankings)
     _write_per_query(inputs.sets, rankings)
-    _print_tables(summary, results, params.k_values, weight, inputs.sets.tuning_name, top_k, params.llamaindex_check)
+    _print_tables(summary, results, params.k_values, fusion, chosen_on, top_k, params.llamaindex_check)
 
     # 6. Cache housekeeping, only after a successful run: compact what grew, drop models no longer evaluated.
     for cache in caches:
@@ -190,8 +189,8 @@ def _query_texts(query_sets: dict[str, QADataset]) -> dict[str, list[str]]:
 
 
 def _rankings(inputs: Inputs, vectors: dict[str, EvalVectors], params: EvaluateParams, depth: int,
-              timer: PhaseTimer) -> tuple[dict[str, dict[str, Ranking]], float]:
-    """Set name -> retriever -> ranking, and the fusion weight (chosen on the tuning set)."""
+              timer: PhaseTimer) -> tuple[dict[str, dict[str, Ranking]], Fusion, str]:
+    """Set name -> retriever -> ranking, the hybrid's fusion, and where that came from."""
     corpus_ids = list(inputs.test.corpus)
     rankings: dict[str, dict[str, Ranking]] = {name: {} for name in inputs.sets.reported}
     with timer("dense ranking"):
@@ -203,19 +202,32 @@ def _rankings(inputs: Inputs, vectors: dict[str, EvalVectors], params: EvaluateP
     with timer("BM25 retrieve"):
         for set_name, dataset in inputs.sets.reported.items():
             rankings[set_name]["bm25"] = lexical.rank(dataset.queries, depth, desc=f"[evaluate] BM25 retrieve {set_name}")
-    weight = params.hybrid_dense_weight
-    tuning = inputs.sets.tuning
-    if weight == "auto":
-        weight = 1.0
-        if tuning is not None:
-            tuning_dense = dense_rank(list(tuning.queries), vectors["finetuned"].queries[TUNING], corpus_ids,
-                                      vectors["finetuned"].corpus, depth)
-            weight = tune_fusion_weight(tuning_dense, lexical.rank(tuning.queries, depth), tuning.relevant_docs,
-                                        params.rrf_k, depth, FUSION_WEIGHTS)
+    with timer("fusion choice"):
+        fusion, chosen_on = _choose_fusion(inputs, vectors, lexical, params, depth)
     for by_retriever in rankings.values():
-        by_retriever["hybrid"] = reciprocal_rank_fusion([by_retriever["finetuned"], by_retriever["bm25"]], params.rrf_k,
-                                                        depth, [weight, 1.0])
-    return rankings, weight
+        by_retriever["hybrid"] = fuse(by_retriever["finetuned"], by_retriever["bm25"], fusion, params.rrf_k, depth)
+    return rankings, fusion, chosen_on
+
+
+def _choose_fusion(inputs: Inputs, vectors: dict[str, EvalVectors], lexical: BM25Index, params: EvaluateParams,
+                   depth: int) -> tuple[Fusion, str]:
+    tried = candidates(params.fusion, params.hybrid_dense_weight)
+    tuning = inputs.sets.tuning
+    if len(tried) == 1:
+        return tried[0], "fixed in params.yaml"
+    if tuning is None:
+        # Nothing labelled to choose on: plain RRF, the fusion that needs no tuning.
+        return Fusion(RRF, 1.0), "the default: no val questions to choose on"
+    dense = dense_rank(list(tuning.queries), vectors["finetuned"].queries[TUNING], list(inputs.test.corpus),
+                       vectors["finetuned"].corpus, depth)
+    choice = choose_fusion(dense, lexical.rank(tuning.queries, depth), tuning.relevant_docs, tried, params.rrf_k, depth)
+    _print_choice(choice, inputs.sets.tuning_name)
+    return choice.fusion, f"chosen on {inputs.sets.tuning_name}"
+
+
+def _print_choice(choice: FusionChoice, tuned_on: str) -> None:
+    rows = ", ".join(f"{name} MRR@10 {m['mrr@10']:.3f} hit@5 {m['hit@5']:.3f}" for name, m in choice.validation.items())
+    print(f"[evaluate] fusion chosen on {tuned_on}: {choice.fusion.describe()} ({rows})", flush=True)
 
 
 def _scored(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], k_values: list[int]) -> dict[str, dict]:
@@ -230,7 +242,7 @@ def _scored(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], k_value
     return results
 
 
-def _print_tables(summary: dict, results: dict, k_values: list[int], weight: float, tuned_on: str, top_k: int,
+def _print_tables(summary: dict, results: dict, k_values: list[int], fusion: Fusion, chosen_on: str, top_k: int,
                   checked: bool) -> None:
     columns = [f"hit@{k}" for k in k_values] + ["mrr@10", "ndcg@10"]
     sampled = (f" (a seeded sample of {summary['test_queries_total']})"
@@ -238,8 +250,7 @@ def _print_tables(summary: dict, results: dict, k_values: list[int], weight: flo
     print(f"\nSynthetic test split: {summary['test_queries']} held-out questions{sampled} over "
           f"{summary['corpus_size']} chunks:\n")
     print(format_table(results[SYNTHETIC_TEST], columns))
-    how = f"weight chosen on {tuned_on}" if tuned_on else "fixed weight"
-    print(f"(hybrid = reciprocal-rank fusion of finetuned x{weight} and bm25 x1, {how})")
+    print(f"(hybrid = {fusion.describe()}, {chosen_on})")
     for set_name, scores in results.items():
         if set_name == SYNTHETIC_TEST:
             continue
@@ -264,15 +275,18 @@ def _by_style(test: QADataset, rankings: dict, k_values: list[int]) -> dict:
     return out
 
 
-def _write_curve(rankings: dict, relevant_docs: dict[str, list[str]]) -> None:
+def _write_curve(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]]) -> None:
+    """Hit rate at k = 1..CURVE_MAX_K, one row per (question set, retriever, k): long format, so the plot
+    template can give each retriever a colour and each set a panel."""
     ks = list(range(1, CURVE_MAX_K + 1))
-    curves = {name: retrieval_metrics(r, relevant_docs, ks) for name, r in rankings.items()}
     CURVE_FILE.parent.mkdir(parents=True, exist_ok=True)
     with CURVE_FILE.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["k", *curves])
-        for k in ks:
-            writer.writerow([k, *(curves[name][f"hit@{k}"] for name in curves)])
+        writer.writerow(["question_set", "retriever", "k", "hit_rate"])
+        for set_name, dataset in sets.reported.items():
+            for name, ranking in rankings[set_name].items():
+                metrics = retrieval_metrics(ranking, dataset.relevant_docs, ks)
+                writer.writerows([set_name, name, k, metrics[f"hit@{k}"]] for k in ks)
 
 
 def _write_per_query(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]]) -> None:

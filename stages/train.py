@@ -43,8 +43,9 @@ METRICS_FILE = Path("metrics/train.json")
 CURVES_DIR = Path("metrics/train_curves")
 VAL_PREFIX = "eval_val_cosine_"
 VAL_METRIC = VAL_PREFIX + "ndcg@10"
-# Code whose change changes the trained model: part of the checkpoint fingerprint.
-CODE_FILES = tuple(Path(f"stages/{name}.py") for name in ("train", "lib/training", "lib/vocab", "lib/checkpoints"))
+# The pipeline's code is part of the checkpoint fingerprint: all of it, so no module the stage
+# reads (directly or not) can change under a resumed run; an unrelated edit costs only a restart.
+CODE_DIR = Path("stages")
 
 
 @run_stage("train")
@@ -123,7 +124,8 @@ def _resume_point(params: Params, hardware: Hardware, writer: bool, say) -> tupl
         raise UserError(f"{BASE_DIR} is missing: run `dvc repro base_model` first.")
     key = fingerprint(
         _fingerprint_settings(params, hardware),
-        files=[CHUNKS_FILE, QUESTIONS_DIR / "train.json", QUESTIONS_DIR / "val.json", *CODE_FILES],
+        files=[CHUNKS_FILE, QUESTIONS_DIR / "train.json", QUESTIONS_DIR / "val.json",
+               *sorted(CODE_DIR.rglob("*.py"))],
         folders=[BASE_DIR],
     )
     if not writer:
@@ -246,10 +248,13 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
             f"Only {len(anchors)} training pairs, fewer than params.yaml key 'train.batch_size' ({p.batch_size}): "
             "lower the batch size, raise 'train.max_pairs', or add documents/questions."
         )
+    columns = {"anchor": anchors, "positive": positives}
+    if p.hard_negatives:
+        columns["negative"] = _hard_negatives(train_set, anchors, p)
     val = bounded_dataset(val_set, p.max_val_queries, p.max_val_corpus, f"train.val:{p.seed}") if val_set.queries else None
     return Built(
         model=model,
-        train_data=Dataset.from_dict({"anchor": anchors, "positive": positives}),
+        train_data=Dataset.from_dict(columns),
         evaluator=ir_evaluator(val, "val", batch_size=64) if val else None,
         n_pairs=len(anchors),
         n_pairs_available=len(all_anchors),
@@ -261,9 +266,26 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
     )
 
 
+def _hard_negatives(train_set: QADataset, anchors: list[str], p) -> list[str]:
+    """One BM25-mined negative passage per training pair, from the training chunks only."""
+    from stages.lib.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives
+
+    positives_by_query: dict[str, set[str]] = {}
+    for _, query, chunk_id in train_set.pairs():
+        positives_by_query.setdefault(query, set()).add(chunk_id)
+    window = MiningWindow(p.hard_negative_rank_min, p.hard_negative_rank_max, p.hard_negative_margin)
+    # Only passages that are training positives anyway: never a val or test passage.
+    training_passages = {cid: train_set.corpus[cid] for ids in positives_by_query.values() for cid in sorted(ids)}
+    negative_ids = mine_bm25_negatives(anchors, [positives_by_query[a] for a in anchors], training_passages,
+                                       document_neighbours(load_chunks()), window, p.seed,
+                                       desc="[train] mine hard negatives")
+    return [training_passages[cid] for cid in negative_ids]
+
+
 def _save_model(model, keeper, work: Path) -> None:
     """Write the best validated model (or the last one, without validation) to models/finetuned."""
     from stages.lib.checkpoints import BEST_DIR
+    from stages.lib.training import without_run_timing
 
     best = work / BEST_DIR
     with replacing_directory(OUTPUT_DIR) as staging:
@@ -271,6 +293,9 @@ def _save_model(model, keeper, work: Path) -> None:
             shutil.copytree(best, staging, dirs_exist_ok=True)
         else:
             model.save(str(staging))
+        card = staging / "README.md"
+        if card.is_file():
+            card.write_text(without_run_timing(card.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _write_curves(log_history: list[dict]) -> list[dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvcignore", ".gitignore", "data/golden")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvcignore", ".gitignore", "data/golden", "plots")
 
 
 def command_env() -> dict[str, str]:

@@ -28,10 +28,6 @@ def test_committed_metrics_meet_the_targets(fresh_clone):
     metrics = json.loads((fresh_clone / "metrics/eval.json").read_text())
     assert metrics["test_queries"] >= 100
     assert metrics["finetuned"]["hit@5"] >= 2 * metrics["base"]["hit@5"]
-    # What the README claims of the hybrid on this template-written test set: it matches BM25 (the
-    # val-chosen weight leaves the dense model little say); no claim that it beats BM25.
-    assert metrics["hybrid"]["hit@5"] >= metrics["bm25"]["hit@5"]
-    assert metrics["hybrid"]["mrr@10"] >= metrics["bm25"]["mrr@10"] - 0.005
 
 
 def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
@@ -41,12 +37,37 @@ def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
     for name in ("base", "finetuned", "bm25", "hybrid"):
         for metric in ("hit@5", "mrr@10"):
             assert golden[name][f"{metric}_ci_low"] <= golden[name][metric] <= golden[name][f"{metric}_ci_high"]
-    # The README's one claim of a hybrid gain over BM25 on these questions: MRR@10, interval above 0.
-    assert golden["hybrid"]["mrr@10_diff_vs_bm25_ci_low"] > 0
-    assert metrics["tuning_queries"] > 0  # the fusion weight was chosen on golden val, not on a test set
+    # What the README says of these questions: fine-tuning more than quadruples the base model's hit@5,
+    # BM25 still beats the fine-tuned model alone (interval below 0), and the hybrid is not shown to
+    # differ from BM25 (interval across 0); no claim that it beats BM25.
+    assert golden["finetuned"]["hit@5"] >= 4 * golden["base"]["hit@5"]
+    for metric in ("hit@5", "mrr@10"):
+        assert golden["finetuned"][f"{metric}_diff_vs_bm25_ci_high"] < 0
+        assert golden["hybrid"][f"{metric}_diff_vs_bm25_ci_low"] <= 0 <= golden["hybrid"][f"{metric}_diff_vs_bm25_ci_high"]
+    assert metrics["tuning_queries"] > 0  # the fusion was chosen on golden val, not on a test set
+    assert metrics["hybrid_fusion"] in ("rrf", "convex")
 
 
-def test_metrics_diff_works_without_a_remote(fresh_clone):
-    result = run(["dvc", "metrics", "show", "--json"], fresh_clone)
-    shown = json.loads(result.stdout)
-    assert any("metrics/eval.json" in str(entry) for entry in shown.values())
+def test_metrics_diff_compares_two_revisions_without_a_remote(fresh_clone, tmp_path):
+    # A second revision of the committed metrics, made in a clone of the clone: the committed one
+    # with the fine-tuned model's golden hit@5 lowered and the fusion method changed.
+    clone = tmp_path / "repo"
+    run(["git", "clone", "-q", str(fresh_clone), str(clone)], tmp_path)
+    path = clone / "metrics/eval.json"
+    old = json.loads(path.read_text(encoding="utf-8"))
+    new = json.loads(path.read_text(encoding="utf-8"))
+    new["golden_test_zh_incl_trained_passages"]["finetuned"]["hit@5"] = round(
+        old["golden_test_zh_incl_trained_passages"]["finetuned"]["hit@5"] - 0.125, 4)
+    new["hybrid_fusion"] = "rrf" if old["hybrid_fusion"] == "convex" else "convex"
+    path.write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
+    run(["git", "commit", "-qam", "changed metrics"], clone)
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json", "HEAD~1", "HEAD"], clone).stdout)
+    entries = diff["metrics/eval.json"]
+    changed = entries["golden_test_zh_incl_trained_passages.finetuned.hit@5"]
+    assert changed["old"] == old["golden_test_zh_incl_trained_passages"]["finetuned"]["hit@5"]
+    assert changed["new"] == new["golden_test_zh_incl_trained_passages"]["finetuned"]["hit@5"]
+    assert changed["diff"] == pytest.approx(-0.125)
+    unchanged = entries["finetuned.mrr@10"]  # the synthetic test split's keys, as before the golden sets
+    assert unchanged["old"] == unchanged["new"] == old["finetuned"]["mrr@10"] and unchanged["diff"] == 0
+    assert (entries["hybrid_fusion"]["old"], entries["hybrid_fusion"]["new"]) == (old["hybrid_fusion"], new["hybrid_fusion"])

@@ -72,6 +72,9 @@ def test_first_run_samples_queries_and_fills_the_cache(project):
     assert len((project / "data/eval/per_query.jsonl").read_text().splitlines()) == 6
     assert "of 16)" in output and "0 from cache" in output
     assert len(model_caches(project)) == 2
+    # The fusion was chosen on the val split (the only labelled set here), and the hybrid says which.
+    assert metrics["hybrid_fusion"] in ("rrf", "convex") and "fusion chosen on synthetic val" in output
+    assert "chosen on synthetic val)" in output
 
 
 def test_a_new_finetune_reuses_every_base_vector_and_prunes_the_old_one(project):
@@ -98,3 +101,19 @@ def test_damaged_shards_are_encoded_again_without_failing(project):
     output = run_evaluate(project)
     assert "unreadable vector shard" in output
     assert json.loads((project / "metrics/eval.json").read_text())["finetuned"] == before["finetuned"]
+
+
+def test_a_fusion_fixed_in_params_is_used_as_it_is(project):
+    from tests.helpers import update_params
+
+    update_params(project, {"evaluate": {"fusion": "convex", "hybrid_dense_weight": 1.0}})
+    try:
+        output = run_evaluate(project)
+    finally:
+        update_params(project, {"evaluate": {"fusion": "auto", "hybrid_dense_weight": "auto"}})
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    assert (metrics["hybrid_fusion"], metrics["hybrid_dense_weight"]) == ("convex", 1.0)
+    assert "fixed in params.yaml" in output and "fusion chosen on" not in output
+    # All weight on the fine-tuned model: the hybrid ranks the chunks the fine-tuned model ranks, in its order.
+    rows = [json.loads(line) for line in (project / "data/eval/per_query.jsonl").read_text().splitlines()]
+    assert all(row["hybrid_top3"] == row["finetuned_top3"] for row in rows)

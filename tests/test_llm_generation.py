@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import random
 import time
 from collections import Counter
 
@@ -9,6 +11,7 @@ import pytest
 
 from stages.lib.chunking import Chunk
 from stages.lib.errors import UserError
+from stages.lib.llm_client import RetryPolicy
 from stages.lib.llm_prompts import build_prompt, copied_fraction, filter_questions, parse_questions
 from stages.lib.llm_questions import generate_with_llm
 from stages.lib.params import LLMParams
@@ -130,3 +133,37 @@ def test_unknown_model_stops_at_once(stub, tmp_path):
         generate(tmp_path, params=FAST.model_copy(update={"concurrency": 1}))
     assert "404" in str(caught.value) and "stub-model" in str(caught.value)
     assert stub.chat_requests == 1
+
+
+@pytest.mark.parametrize(("status", "setting"), [(400, "questions.llm"), (403, "OPENAI_API_KEY")])
+def test_refused_requests_stop_after_one_request_and_name_the_setting(stub, tmp_path, status, setting):
+    body = f'{{"error": {{"message": "refused with {status}"}}}}'
+    stub.script = [Scripted(status, raw_body=body)] * 50
+    with pytest.raises(UserError) as caught:
+        generate(tmp_path, params=FAST.model_copy(update={"concurrency": 1}))
+    message = str(caught.value)
+    assert f"HTTP {status}" in message and setting in message and "stub-model" in message
+    assert stub.api_key not in message
+    assert stub.chat_requests == 1  # no retry, nothing sent after it
+
+
+def test_retry_after_as_an_http_date_is_honoured(stub, tmp_path):
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: a wait of 1 to 2 s
+    stub.script = [Scripted(429, raw_body='{"error": {"message": "slow down"}}', headers={"Retry-After": when})]
+    started = time.perf_counter()
+    run = generate(tmp_path, chunks=CHUNKS[:1])
+    assert time.perf_counter() - started >= 0.9
+    assert run.stats["llm_retries_this_run"] == 1 and stub.chat_requests == 2
+
+
+def test_a_very_long_retry_after_is_capped_at_the_longest_back_off(stub, tmp_path):
+    policy = RetryPolicy(max_attempts=4, initial_backoff_s=0.05, max_backoff_s=2.0)
+    assert policy.delay(1, retry_after=3600.0, rng=random.Random(0)) == 2.0
+    assert policy.delay(1, retry_after=0.5, rng=random.Random(0)) == 0.5
+    # Through the real client: an hour asked for, the cap (max_backoff_s = 2 s) waited instead.
+    stub.script = [Scripted(429, raw_body='{"error": {"message": "come back later"}}', headers={"Retry-After": "3600"})]
+    started = time.perf_counter()
+    run = generate(tmp_path, chunks=CHUNKS[:1])
+    waited = time.perf_counter() - started
+    assert 1.9 <= waited < 60, waited
+    assert run.stats["llm_retries_this_run"] == 1 and stub.chat_requests == 2

@@ -60,7 +60,7 @@ def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path):
     project = make_project(tmp_path / "p", params)
     with StubOpenAI() as stub:
         first = run(["dvc", "repro"], project, extra_env=stub_env(stub))
-        assert stages_run(first.stdout) == ["sample", "corpus", "questions", "base_model", "train", "evaluate"]
+        assert stages_run(first.stdout) == ["check_params", "sample", "corpus", "questions", "base_model", "train", "evaluate"]
         metrics = json.loads((project / "metrics/eval.json").read_text())
         assert "api:stub-embed" in metrics and metrics["api:stub-embed"]["hit@10"] > 0
         questions = json.loads((project / "metrics/questions.json").read_text())
@@ -69,7 +69,7 @@ def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path):
         chat, embedded = stub.chat_requests, stub.embedded_texts
         update_params(project, {"evaluate": {"rrf_k": 20}, "train": {"learning_rate": 5e-5}})
         again = run(["dvc", "repro"], project, extra_env=stub_env(stub))
-        assert stages_run(again.stdout) == ["train", "evaluate"]  # never the paid question step
+        assert stages_run(again.stdout) == ["check_params", "train", "evaluate"]  # never the paid question step
         assert stub.chat_requests == chat and stub.embedded_texts == embedded  # vectors came from the cache
 
         secret = stub.api_key.encode()

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,21 @@ def test_overlap_must_be_below_chunk_size():
 def test_invalid_yaml_is_a_user_error():
     with pytest.raises(UserError, match="not valid YAML"):
         parse_params("train: [unclosed\n")
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ("evaluate: {fusion: auto, hybrid_dense_weight: 0.5}", "needs a fixed fusion"),
+    ("evaluate: {fusion: convex, hybrid_dense_weight: 1.5}", "out of range for convex"),
+    ("evaluate: {fusion: rrf, hybrid_dense_weight: -1}", "out of range for rrf"),
+    ("evaluate: {fusion: borda}", "evaluate.fusion"),
+    ("train: {hard_negatives: true, hard_negative_rank_min: 30, hard_negative_rank_max: 20}",
+     "hard_negative_rank_min (30) is above hard_negative_rank_max (20)"),
+])
+def test_fusion_and_mining_settings_that_cannot_work_are_refused(section, expected):
+    with pytest.raises(UserError, match=re.escape(expected)):
+        parse_params(f"model: {{revision: '{REVISION}'}}\n{section}\n", Path("params.yaml"))
+
+
+def test_fixed_fusion_settings_are_accepted():
+    params = parse_params(f"model: {{revision: '{REVISION}'}}\nevaluate: {{fusion: convex, hybrid_dense_weight: 0.3}}\n")
+    assert (params.evaluate.fusion, params.evaluate.hybrid_dense_weight) == ("convex", 0.3)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import copy_project, run, stages_run, update_params
 
-ALL_STAGES = ["sample", "corpus", "questions", "base_model", "train", "evaluate"]
+ALL_STAGES = ["check_params", "sample", "corpus", "questions", "base_model", "train", "evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_first_repro_runs_every_stage_and_prints_the_table(project):
         1 / metrics["llamaindex_sample_queries"] + 1e-9)
     train = read_json(path / "metrics/train.json")
     assert train["unk_rate_before"] > 0.4 and train["unk_rate_after"] == 0.0 and train["tokens_added"] > 100
-    assert (path / "metrics/hit_rate.csv").read_text().startswith("k,base,finetuned,bm25,hybrid")
+    assert (path / "metrics/hit_rate.csv").read_text().startswith("question_set,retriever,k,hit_rate\ntest,base,1,")
     assert (path / "metrics/train_curves/loss.csv").read_text().startswith("step,epoch,loss")
     assert (path / "data/eval/per_query.jsonl").stat().st_size > 0
 
@@ -89,25 +89,25 @@ def test_second_repro_runs_nothing(project):
 def test_evaluate_param_reruns_only_evaluate(project):
     path, _ = project
     update_params(path, {"evaluate": {"rrf_k": 30}})
-    assert repro(path) == ["evaluate"]
+    assert repro(path) == ["check_params", "evaluate"]
 
 
 def test_model_param_reruns_only_model_stages(project):
     path, _ = project
     update_params(path, {"model": {"max_seq_length": 80}})
-    assert repro(path) == ["train", "evaluate"]
+    assert repro(path) == ["check_params", "train", "evaluate"]
 
 
 def test_questions_param_reruns_questions_train_evaluate(project):
     path, _ = project
     update_params(path, {"questions": {"seed": 7}})
-    assert repro(path) == ["questions", "train", "evaluate"]
+    assert repro(path) == ["check_params", "questions", "train", "evaluate"]
 
 
 def test_exp_run_set_param_keeps_float(project):
     path, _ = project
     result = run(["dvc", "exp", "run", "-S", "train.learning_rate=1e-5"], path)
-    assert stages_run(result.stdout) == ["train", "evaluate"]
+    assert stages_run(result.stdout) == ["check_params", "train", "evaluate"]
     assert "1e-05" in (path / "params.yaml").read_text()
     train = read_json(path / "metrics/train.json")
     assert train["learning_rate"] == pytest.approx(1e-5) and isinstance(train["learning_rate"], float)
@@ -115,17 +115,22 @@ def test_exp_run_set_param_keeps_float(project):
     run(["git", "commit", "-q", "-m", "exp applied"], path)
 
 
-def test_bad_param_fails_cleanly_and_outputs_come_back(project):
+def test_bad_param_stops_before_any_output_is_touched(project):
     path, _ = project
     before = (path / "dvc.lock").read_text()
-    update_params(path, {"train": {"batch_size": "lots"}})
-    result = run(["dvc", "repro"], path, check=False)
-    assert result.returncode != 0
-    assert "train.batch_size" in result.stderr + result.stdout and "'lots'" in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr + result.stdout
-    assert (path / "dvc.lock").read_text() == before
-    # What was trained before is in the DVC cache (metrics in git): restore, check out, nothing to rerun.
-    run(["git", "checkout", "--", "params.yaml", "metrics"], path)
-    run(["dvc", "checkout"], path)
-    assert (path / "models/finetuned/model.safetensors").is_file()
+    weights = (path / "models/finetuned/model.safetensors").read_bytes()
+    for command in (["dvc", "exp", "run", "-S", "train.batch_size=abc"], ["dvc", "repro"]):
+        if command[1] == "repro":
+            update_params(path, {"train": {"batch_size": "lots"}})
+        result = run(command, path, check=False)
+        said = result.stderr + result.stdout
+        assert result.returncode != 0, said
+        assert "ERROR in stage 'check_params'" in said and "train.batch_size" in said, said
+        assert "Traceback" not in said
+        assert stages_run(result.stdout) == ["check_params"]  # nothing after it ran, nothing was removed
+        # Only params.yaml differs from the last commit: no tracked metric or curve was deleted.
+        assert run(["git", "status", "--porcelain"], path).stdout.split() == ["M", "params.yaml"]
+        assert (path / "models/finetuned/model.safetensors").read_bytes() == weights
+        assert (path / "dvc.lock").read_text() == before
+        run(["git", "checkout", "--", "params.yaml"], path)
     assert "up to date" in run(["dvc", "status"], path).stdout

@@ -127,3 +127,23 @@ def test_plots_diff_renders_offline(project, tmp_path):
     html = (out / "index.html").read_text(encoding="utf-8")
     assert '"rev": "HEAD"' in html and '"rev": "workspace"' in html
     assert_offline_page_renders(out / "index.html", tmp_path)
+
+
+def test_every_retriever_has_its_own_colour_and_every_axis_a_name(project):
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    specs = {title: entries[0]["content"] for title, entries in shown.items()}
+    hit_rate = next(spec for title, spec in specs.items() if title.startswith("Hit rate"))
+    encoding = hit_rate["spec"]["encoding"]
+    assert encoding["color"]["field"] == "retriever"
+    assert encoding["color"]["scale"]["domain"] == ["base", "finetuned", "bm25", "hybrid"]
+    assert len(set(encoding["color"]["scale"]["range"])) == 4
+    assert encoding["strokeDash"]["field"] == "rev"  # revisions by dash pattern in `dvc plots diff`
+    assert hit_rate["facet"]["column"]["field"] == "question_set"
+    assert encoding["y"]["scale"]["domain"][0] == 0
+    sets = {row["question_set"] for row in hit_rate["data"]["values"]}
+    assert "test" in sets and any(name.startswith("golden_test_zh") for name in sets)
+    for title, spec in specs.items():
+        axes = spec.get("spec", spec)["encoding"]
+        assert axes["x"]["title"] not in ("x", "k", "step", "") and axes["y"]["title"] not in ("y", ""), title
+        scale = axes["y"].get("scale", {})
+        assert scale.get("zero") is True or scale.get("domain", [None])[0] == 0, title

@@ -8,10 +8,8 @@ from stages.lib.retrieval import (
     QUERY_BLOCK,
     BM25Index,
     dense_rank,
-    reciprocal_rank_fusion,
     retrieval_metrics,
     top_k,
-    tune_fusion_weight,
 )
 from stages.lib.text import bm25_tokens
 
@@ -26,21 +24,6 @@ def test_metrics_on_a_hand_computed_example():
     ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
     assert m["ndcg@10"] == pytest.approx(round((1 + ndcg_q2) / 3, 4))
     assert m["recall@1"] == pytest.approx(round(1 / 3, 4))
-
-
-def test_rrf_rewards_agreement_and_weights_matter():
-    a = {"q": ["d1", "d2", "d3"]}
-    b = {"q": ["d2", "d3", "d1"]}
-    assert reciprocal_rank_fusion([a, b], k=60, depth=3)["q"][0] == "d2"
-    assert reciprocal_rank_fusion([a, b], k=60, depth=3, weights=[5.0, 1.0])["q"][0] == "d1"
-
-
-def test_fusion_weight_is_tuned_on_given_queries():
-    dense = {"q1": ["good", "bad"], "q2": ["good2", "bad2"]}
-    lexical = {"q1": ["bad", "good"], "q2": ["bad2", "good2"]}
-    relevant = {"q1": ["good"], "q2": ["good2"]}
-    assert tune_fusion_weight(dense, lexical, relevant, 60, 2, [0.5, 2.0]) == 2.0
-    assert tune_fusion_weight(lexical, dense, relevant, 60, 2, [0.5, 2.0]) == 0.5
 
 
 def test_bm25_segments_chinese():

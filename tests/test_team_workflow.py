@@ -107,8 +107,8 @@ def test_shared_cache_on_one_host_links_instead_of_copying(team):
 def test_branches_compare_on_a_fresh_clone_without_remote(team):
     root, origin, alice, _ = team
     run(["git", "checkout", "-q", "-b", "fusion-k20"], alice)
-    update_params(alice, {"evaluate": {"rrf_k": 20, "hybrid_dense_weight": 1.0}})
-    assert stages_run(run(["dvc", "repro"], alice).stdout) == ["evaluate"]
+    update_params(alice, {"evaluate": {"rrf_k": 20, "fusion": "rrf", "hybrid_dense_weight": 1.0}})
+    assert stages_run(run(["dvc", "repro"], alice).stdout) == ["check_params", "evaluate"]
     run(["git", "commit", "-qam", "fusion k=20"], alice)
     run(["git", "push", "-q", "origin", "fusion-k20"], alice)
     run(["git", "checkout", "-q", "main"], alice)
@@ -132,7 +132,8 @@ def test_queued_experiments_run_in_parallel_and_sort_by_metric(team):
     _, _, alice, _ = team
     # Only `evaluate` reads this param: each queued run is quick, and its float must stay a float.
     for weight in ("0.3", "2.0"):
-        run(["dvc", "exp", "run", "--queue", "-S", f"evaluate.hybrid_dense_weight={weight}", "-n", f"w-{weight}"], alice)
+        run(["dvc", "exp", "run", "--queue", "-S", "evaluate.fusion=rrf", "-S", f"evaluate.hybrid_dense_weight={weight}",
+             "-n", f"w-{weight}"], alice)
     run(["dvc", "queue", "start", "-j", "2"], alice)
     deadline = time.time() + 900
     while time.time() < deadline:

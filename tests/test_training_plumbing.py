@@ -20,7 +20,7 @@ from stages.lib.errors import UserError
 from stages.lib.eval_sample import bounded_dataset
 from stages.lib.progress import LineProgress
 from stages.lib.qa_dataset import QADataset
-from stages.lib.training import curves_from_history, sample_pairs, steps_per_epoch
+from stages.lib.training import curves_from_history, sample_pairs, steps_per_epoch, without_run_timing
 from stages.lib.vocab import measure_coverage
 
 
@@ -153,3 +153,17 @@ def test_coverage_counts_match_a_piece_by_piece_reference():
                 missing[piece] += 1
     assert (coverage.tokens, coverage.unknown, coverage.missing) == (total, unknown, missing)
     assert coverage.missing["券"] == 3
+
+
+def test_model_card_loses_only_its_run_timing():
+    card = (
+        "## Training Details\n\n### Training Logs\n| Epoch | Step |\n\n"
+        "### Training Time\n- **Training**: 3.4 minutes\n- **Evaluation**: 8.8 seconds\n"
+        "- **Total**: 3.6 minutes\n\n### Framework Versions\n- Python: 3.11.7\n"
+    )
+    cleaned = without_run_timing(card)
+    assert "minutes" not in cleaned and "Training Time" not in cleaned
+    assert cleaned == card.replace(
+        "### Training Time\n- **Training**: 3.4 minutes\n- **Evaluation**: 8.8 seconds\n"
+        "- **Total**: 3.6 minutes\n\n", "")
+    assert without_run_timing(cleaned) == cleaned

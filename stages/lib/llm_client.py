@@ -114,9 +114,11 @@ def describe_fatal(error: Exception, endpoint: Endpoint, model: str) -> str:
     status = getattr(error, "status_code", None)
     hint = {
         401: "the API key was rejected: check OPENAI_API_KEY",
-        403: "the API key may not use this model or endpoint",
+        403: (f"the key in OPENAI_API_KEY may not use the model {model!r} or this endpoint: check the key's "
+              "permissions, the model name (params.yaml 'questions.llm.model' or LLM_MODEL) and OPENAI_API_BASE"),
         404: f"the model {model!r} or the URL is unknown: check the model name and OPENAI_API_BASE",
-        400: "the request was refused: check the model name and the params under questions.llm",
+        400: (f"the request was refused: check the model name {model!r} (params.yaml 'questions.llm.model' or "
+              "LLM_MODEL) and the other params under 'questions.llm' (max_tokens, temperature)"),
     }.get(status or 0, "the endpoint refused the request")
     detail = str(getattr(error, "message", "") or error)
     if isinstance(error, openai.APIStatusError):

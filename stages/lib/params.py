@@ -91,7 +91,7 @@ class QuestionsParams(_Section):
     # Queries per chunk and style. The training split may use styles that make
     # good training signal but poor test questions (a verbatim sentence is
     # trivially found by BM25), so val/test have their own mix.
-    train_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1, "sentence": 2, "topic": 1}
+    train_styles: dict[QueryStyle, int] = {"question": 3, "keywords": 1, "sentence": 0, "topic": 1}
     eval_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1}
     max_query_chars: int = Field(default=120, ge=8)
     llm: LLMParams = LLMParams()
@@ -156,12 +156,25 @@ class TrainParams(_Section):
     # Validation during training (model selection) on a seeded sample, so each pass costs seconds.
     max_val_queries: int = Field(default=200, ge=1)
     max_val_corpus: int = Field(default=500, ge=1)
+    # One BM25-mined hard negative per pair (a training chunk that shares the query's words but
+    # is not its passage), from BM25 ranks rank_min..rank_max, scoring at most margin x the positive.
+    hard_negatives: bool = False
+    hard_negative_rank_min: int = Field(default=2, ge=1)
+    hard_negative_rank_max: int = Field(default=20, ge=1)
+    hard_negative_margin: float = Field(default=0.95, gt=0)
     # Recompute activations in the backward pass instead of keeping them: about half the memory
     # (2.4 instead of 4.8 GiB for the default run) for about 25% more compute, same result.
     gradient_checkpointing: bool = True
     # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
     checkpoint_fraction: float = Field(default=0.2, gt=0, le=1)
     checkpoint_minutes: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _mining_window_is_ordered(self) -> TrainParams:
+        if self.hard_negative_rank_min > self.hard_negative_rank_max:
+            raise ValueError(f"hard_negative_rank_min ({self.hard_negative_rank_min}) is above "
+                             f"hard_negative_rank_max ({self.hard_negative_rank_max})")
+        return self
 
     @field_validator("processes")
     @classmethod
@@ -174,8 +187,11 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     k_values: list[int] = Field(default=[1, 3, 5, 10], min_length=1)
     rrf_k: int = Field(default=60, ge=1)
-    # Weight of the fine-tuned ranking in the hybrid (BM25 has weight 1);
-    # "auto" picks it on the val split.
+    # How the hybrid fuses the fine-tuned and the BM25 ranking: "rrf" (reciprocal-rank fusion),
+    # "convex" (weighted sum of normalised scores) or "auto" (whichever does better on val).
+    fusion: Literal["auto", "rrf", "convex"] = "auto"
+    # The fine-tuned ranking's weight: for rrf relative to BM25's 1, for convex its share in [0, 1];
+    # "auto" picks it on val (golden val when a golden set is present).
     hybrid_dense_weight: float | Literal["auto"] = "auto"
     batch_size: int = Field(default=64, ge=1)
     # Cap on the queries evaluated per question set: a seeded sample (0: all of them).
@@ -201,6 +217,19 @@ class EvaluateParams(_Section):
         if any(k < 1 for k in ks):
             raise ValueError("every k must be >= 1")
         return sorted(set(ks))
+
+    @model_validator(mode="after")
+    def _weight_fits_the_fusion(self) -> EvaluateParams:
+        weight = self.hybrid_dense_weight
+        if weight == "auto":
+            return self
+        if self.fusion == "auto":
+            raise ValueError("a fixed hybrid_dense_weight needs a fixed fusion (rrf or convex): "
+                             "the two methods read the weight differently")
+        if weight < 0 or (self.fusion == "convex" and weight > 1):
+            raise ValueError(f"hybrid_dense_weight {weight} is out of range for {self.fusion} fusion "
+                             "(rrf: >= 0; convex: between 0 and 1)")
+        return self
 
 
 class Params(_Section):

@@ -1,4 +1,4 @@
-"""Retrievers (dense, BM25, reciprocal-rank fusion) and ranking metrics."""
+"""Retrievers (dense, BM25) and ranking metrics; fusing them is in ``fusion.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import numpy as np
 from stages.lib.progress import progress
 from stages.lib.text import bm25_tokens, detect_language
 
-Ranking = dict[str, list[str]]  # query id -> corpus ids, best first
+
+class Ranking(dict[str, list[str]]):
+    """Query id -> corpus ids, best first; ``scores`` holds the matching retrieval scores where the retriever has them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scores: dict[str, list[float]] = {}
 
 
 # Query rows scored against the whole corpus at once: 256 x 20,000 float32 scores are 20 MB,
@@ -49,13 +55,14 @@ def top_k(scores: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
 def dense_rank(query_ids: Sequence[str], query_vectors: np.ndarray, corpus_ids: Sequence[str],
                doc_vectors: np.ndarray, depth: int, desc: str | None = None) -> Ranking:
     """Cosine ranking (vectors are normalised) of every query over the corpus, a block of queries at a time."""
-    rankings: Ranking = {}
+    rankings = Ranking()
     bar = progress(len(query_ids), desc, unit="query") if desc else None
     for start in range(0, len(query_ids), QUERY_BLOCK):
         block = query_vectors[start:start + QUERY_BLOCK]
-        indices, _ = top_k(block @ doc_vectors.T, depth)
-        for qid, row in zip(query_ids[start:start + QUERY_BLOCK], indices, strict=True):
+        indices, scores = top_k(block @ doc_vectors.T, depth)
+        for qid, row, row_scores in zip(query_ids[start:start + QUERY_BLOCK], indices, scores, strict=True):
             rankings[qid] = [corpus_ids[i] for i in row]
+            rankings.scores[qid] = row_scores.tolist()
         if bar is not None:
             bar.update(len(block))
     if bar is not None:
@@ -89,9 +96,11 @@ class BM25Index:
         """Top ``depth`` per query from bm25s's own top-k; among the returned, ties keep corpus order."""
         query_ids = list(queries)
         depth = min(depth, len(self.corpus_ids))
-        rankings: Ranking = {}
+        rankings = Ranking()
         if depth == 0:
-            return {qid: [] for qid in query_ids}
+            rankings.update((qid, []) for qid in query_ids)
+            rankings.scores.update((qid, []) for qid in query_ids)
+            return rankings
         bar = progress(len(query_ids), desc, unit="query") if desc else None
         for start in range(0, len(query_ids), QUERY_BLOCK):
             block = query_ids[start:start + QUERY_BLOCK]
@@ -104,38 +113,14 @@ class BM25Index:
                 # A chunk that shares no term with the query scores 0: not retrieved. bm25s still fills the
                 # top k with such chunks (for a query of only stop words or punctuation, all of them), and
                 # counting them would reward corpus order.
-                rankings[qid] = [self.corpus_ids[i] for i, score in zip(row, row_scores, strict=True) if score > 0]
+                kept = row_scores > 0
+                rankings[qid] = [self.corpus_ids[i] for i in row[kept]]
+                rankings.scores[qid] = row_scores[kept].tolist()
             if bar is not None:
                 bar.update(len(block))
         if bar is not None:
             bar.close()
         return rankings
-
-
-def reciprocal_rank_fusion(rankings: Sequence[Ranking], k: int, depth: int, weights: Sequence[float] | None = None) -> Ranking:
-    """Weighted RRF: score(d) = sum_i w_i / (k + rank_i(d))."""
-    weights = weights or [1.0] * len(rankings)
-    fused: Ranking = {}
-    for qid in rankings[0]:
-        scores: dict[str, float] = {}
-        for weight, ranking in zip(weights, rankings, strict=True):
-            for rank, cid in enumerate(ranking[qid], start=1):
-                scores[cid] = scores.get(cid, 0.0) + weight / (k + rank)
-        fused[qid] = sorted(scores, key=lambda c: (-scores[c], c))[:depth]
-    return fused
-
-
-def tune_fusion_weight(
-    dense: Ranking, lexical: Ranking, relevant_docs: dict[str, list[str]], k: int, depth: int,
-    candidates: Sequence[float],
-) -> float:
-    """The dense weight (lexical fixed at 1) with the best MRR@10 on held-out validation queries."""
-    def score(weight: float) -> tuple[float, float]:
-        fused = reciprocal_rank_fusion([dense, lexical], k, depth, [weight, 1.0])
-        metrics = retrieval_metrics(fused, relevant_docs, [5])
-        return metrics.get("mrr@10", 0.0), metrics.get("hit@5", 0.0)
-
-    return max(candidates, key=lambda w: (score(w), -abs(w - 1.0)))
 
 
 def first_relevant_rank(ranked: list[str], relevant: set[str]) -> int | None:

@@ -101,6 +101,15 @@ def sample_pairs(anchors: list[str], positives: list[str], limit: int, seed: int
     return [anchors[i] for i in keep], [positives[i] for i in keep]
 
 
+def without_run_timing(model_card: str) -> str:
+    """Drop the "Training Time" section sentence-transformers writes into the model card.
+
+    It is the only part of a saved model that differs between two runs with the same
+    inputs, and it would make DVC see a new model (and rerun `evaluate`) every time.
+    """
+    return re.sub(r"^### Training Time\n(?:.*\S.*\n)*\n?", "", model_card, flags=re.MULTILINE)
+
+
 def curves_from_history(log_history: list[dict], metric_prefix: str) -> tuple[list[dict], list[dict]]:
     """Loss and validation curves from the Trainer's log history (restored with a resumed checkpoint)."""
     loss_rows, val_rows = [], []

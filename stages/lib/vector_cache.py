@@ -173,6 +173,21 @@ def open_model_cache(root: Path, model_dir: Path, max_seq_length: int) -> Vector
     return VectorCache(root / model_cache_name(content, max_seq_length), meta)
 
 
+def open_model_cache_read_only(root: Path, model_dir: Path, max_seq_length: int) -> VectorCache:
+    """The same model's stored vectors in a memory-only cache: reading them changes nothing on disk."""
+    from stages.lib.model_source import content_hash
+
+    stored = VectorCache(None)
+    folder = root / model_cache_name(content_hash(model_dir), max_seq_length)
+    for shard in sorted(folder.glob(f"*{SHARD_SUFFIX}")) if folder.is_dir() else []:
+        loaded = stored._read_shard(shard)
+        if loaded is not None:
+            hashes, vectors = loaded
+            stored.dim = vectors.shape[1]
+            stored._rows.update(zip((h.tobytes() for h in hashes), vectors, strict=True))
+    return stored
+
+
 def prune_model_caches(root: Path, keep: Iterable[str]) -> list[str]:
     """Delete the folders of local models not in ``keep``; API embedding files are never touched."""
     keep = set(keep)
