@@ -35,6 +35,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no_sentence_queries": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": False},
     "more_sentence_queries": {"questions.train_styles": MORE_SENTENCES, "train.hard_negatives": False},
     "no_sentence_queries_hard_negatives": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": True},
+    # What two of our changes to the seed's recipe are worth, each undone on the current default.
+    "no_vocabulary_extension": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": False,
+                                "train.extend_vocab": False},
+    "no_embedding_learning_rate": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": False,
+                                   "train.embedding_learning_rate": 0.0001},
 }
 
 

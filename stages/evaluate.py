@@ -48,6 +48,8 @@ from stages.lib.vector_cache import VectorCache, open_model_cache, prune_model_c
 QUESTIONS_FILE = Path("data/questions/test.json")
 VAL_FILE = Path("data/questions/val.json")
 MODELS = {"base": Path("models/base"), "finetuned": Path("models/finetuned")}
+# The seed-recipe baseline (stage seed_recipe): a row only when that stage trained a model there.
+SEED_RECIPE_DIR = Path("models/seed_recipe")
 METRICS_FILE = Path("metrics/eval.json")
 BY_STYLE_FILE = Path("metrics/eval_by_style.json")
 CURVE_FILE = Path("metrics/hit_rate.csv")
@@ -62,6 +64,7 @@ TUNING = "tuning"  # the query set knobs are tuned on, encoded with the fine-tun
 @dataclass
 class Inputs:
     sets: QuestionSets
+    models: dict[str, Path]  # local models to evaluate, in row order
     api_models: list[str]
     endpoint: Endpoint | None
 
@@ -146,7 +149,9 @@ def _load_inputs(params: EvaluateParams) -> Inputs:
     EMBEDDING_CACHE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
     chunks = load_chunks() if params.golden_sets else []
     sets = build_question_sets(test, val, chunks, params.golden_sets, params.max_queries)
-    return Inputs(sets, api_models, endpoint)
+    seed_recipe = {"seed_recipe": SEED_RECIPE_DIR} if (SEED_RECIPE_DIR / "modules.json").is_file() else {}
+    models = {"base": MODELS["base"], **seed_recipe, "finetuned": MODELS["finetuned"]}
+    return Inputs(sets, models, api_models, endpoint)
 
 
 def _print_inputs(inputs: Inputs, device: str) -> None:
@@ -165,7 +170,7 @@ def _dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_
     vectors: dict[str, EvalVectors] = {}
     caches: list[VectorCache] = []
     tuning = {TUNING: inputs.sets.tuning} if inputs.sets.tuning is not None else {}
-    for name, path in MODELS.items():
+    for name, path in inputs.models.items():
         query_sets = {**inputs.sets.reported, **(tuning if name == "finetuned" else {})}
         with timer(f"encode {name}"):
             cache = open_model_cache(EMBEDDING_CACHE_DIR, path, max_seq_length)

@@ -33,9 +33,14 @@ def main() -> None:
     corpus = {chunk.id: chunk.text for chunk in chunks}
     STORE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
     metrics: dict[str, float] = {}
-    if params.generator == "llm":
+    if params.generator in ("llm", "llamaindex"):
         model = env_or_param(params.llm.model, "LLM_MODEL", "questions.llm.model")
-        run = generate_with_llm(chunks, params.llm, model, STORE_DIR, params.max_query_chars)
+        if params.generator == "llm":
+            run = generate_with_llm(chunks, params.llm, model, STORE_DIR, params.max_query_chars)
+        else:
+            from stages.lib.llamaindex_questions import generate_with_llamaindex
+
+            run = generate_with_llamaindex(chunks, params.llm, model, STORE_DIR)
         generated = run.queries
         metrics.update(run.stats)
     else:

@@ -84,6 +84,16 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
+# Every stage of dvc.yaml. DVC orders stages only by their dependencies, so `train` and
+# `seed_recipe` (which do not depend on each other) may come in either order.
+ALL_STAGES = ["check_params", "sample", "corpus", "questions", "base_model", "train", "seed_recipe", "evaluate"]
+
+
+def ran_every_stage(output: str) -> bool:
+    ran = stages_run(output)
+    return sorted(ran) == sorted(ALL_STAGES) and ran[0] == "check_params" and ran[-1] == "evaluate"
+
+
 # Small enough for CI, big enough to learn something: three short laws.
 TINY_ZH_PARAMS = {
     "sample": {"laws": ["中华人民共和国国歌法", "中华人民共和国车辆购置税法", "中华人民共和国契税法"]},

@@ -34,6 +34,10 @@ class Scripted:
 
 def _passage(prompt: str) -> str:
     match = re.search(r"<passage>\s*(.*?)\s*</passage>", prompt, re.S)
+    if match:
+        return match.group(1)
+    # LlamaIndex's generate_qa_embedding_pairs prompt: the context sits between two dashed rules.
+    match = re.search(r"-{5,}\n(.*?)\n-{5,}", prompt, re.S)
     return match.group(1) if match else prompt
 
 
@@ -48,6 +52,8 @@ def default_questions(prompt: str) -> str:
         tag = digest[i * 6:(i + 1) * 6]
         text = f"关于条款{tag}有什么规定？" if chinese else f"What does clause {tag} require?"
         items.append({"style": styles[i % 3], "text": text})
+    if "quiz/examination" in prompt:  # LlamaIndex's default prompt: it reads one numbered question per line
+        return "\n".join(f"{i + 1}. {item['text']}" for i, item in enumerate(items))
     return json.dumps({"questions": items}, ensure_ascii=False)
 
 
@@ -67,9 +73,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class StubOpenAI:
-    def __init__(self, api_key: str = "sk-test-stub-key-0123456789abcdef", latency: float = 0.0) -> None:
+    def __init__(self, api_key: str = "sk-test-stub-key-0123456789abcdef", latency: float = 0.0,
+                 rate_limit_every: int = 0, retry_after_s: float = 1.0) -> None:
         self.api_key = api_key
         self.latency = latency
+        # Answer every n-th chat request with 429 and a Retry-After (0: never), like a busy provider.
+        self.rate_limit_every = rate_limit_every
+        self.retry_after_s = retry_after_s
         self.script: list[Scripted] = []
         self.lock = threading.Lock()
         self.chat_requests = 0
@@ -135,7 +145,8 @@ class StubOpenAI:
                 if self.path.rstrip("/").endswith("/stats"):  # for a client in another process
                     with stub.lock:
                         stats = {"chat_requests": stub.chat_requests, "max_in_flight": stub.max_in_flight,
-                                 "successes": sum(stub.successes_by_prompt.values())}
+                                 "successes": sum(stub.successes_by_prompt.values()),
+                                 "repeated_successes": sum(n - 1 for n in stub.successes_by_prompt.values())}
                     self._send(200, json.dumps(stats))
                 else:
                     self._send(404, "{}")
@@ -159,6 +170,9 @@ class StubOpenAI:
                 with stub.lock:
                     stub.chat_requests += 1
                     scripted = stub.script.pop(0) if stub.script else Scripted()
+                    if stub.rate_limit_every and stub.chat_requests % stub.rate_limit_every == 0:
+                        scripted = Scripted(429, raw_body='{"error": {"message": "rate limited"}}',
+                                            headers={"Retry-After": f"{stub.retry_after_s:g}"})
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
                 try:
@@ -208,8 +222,11 @@ def serve_forever_in_foreground() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rate-limit-every", type=int, default=0, help="answer every n-th chat request with 429")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="the Retry-After of those answers")
     args = parser.parse_args()
-    with StubOpenAI(latency=args.latency) as stub:
+    with StubOpenAI(latency=args.latency, rate_limit_every=args.rate_limit_every,
+                    retry_after_s=args.retry_after) as stub:
         print(stub.base_url, stub.api_key, flush=True)
         sys.stdin.read()  # until the parent closes our stdin
 

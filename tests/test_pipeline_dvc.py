@@ -11,9 +11,7 @@ import json
 
 import pytest
 
-from tests.helpers import copy_project, run, stages_run, update_params
-
-ALL_STAGES = ["check_params", "sample", "corpus", "questions", "base_model", "train", "evaluate"]
+from tests.helpers import ALL_STAGES, copy_project, ran_every_stage, run, stages_run, update_params
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +34,7 @@ def read_json(path):
 
 def test_first_repro_runs_every_stage_and_prints_the_table(project):
     path, output = project
-    assert stages_run(output) == ALL_STAGES
+    assert ran_every_stage(output), output
     for stage in ALL_STAGES:
         assert f"[{stage}] finished in" in output
     assert "retriever" in output and "hit@5" in output
@@ -113,6 +111,25 @@ def test_exp_run_set_param_keeps_float(project):
     assert train["learning_rate"] == pytest.approx(1e-5) and isinstance(train["learning_rate"], float)
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-q", "-m", "exp applied"], path)
+
+
+def test_seed_recipe_row_reruns_only_its_stage_and_evaluate(project):
+    path, _ = project
+    trained = (path / "models/finetuned/model.safetensors").read_bytes()
+    questions = (path / "data/questions/train.json").read_bytes()
+    update_params(path, {"seed_recipe": {"enabled": True}})
+    assert repro(path) == ["check_params", "seed_recipe", "evaluate"]  # never train or questions
+    metrics = read_json(path / "metrics/eval.json")
+    assert set(metrics["seed_recipe"]) >= {"hit@1", "hit@5", "mrr@10", "ndcg@10"}
+    assert metrics["seed_recipe"] != metrics["base"] and metrics["seed_recipe"] != metrics["finetuned"]
+    assert (path / "models/seed_recipe/modules.json").is_file()
+    assert (path / "models/finetuned/model.safetensors").read_bytes() == trained
+    assert (path / "data/questions/train.json").read_bytes() == questions
+    assert not (path / "models/.seed-recipe-work").exists() and not (path / "checkpoints").exists()
+    update_params(path, {"seed_recipe": {"enabled": False}})
+    assert repro(path) == ["check_params", "seed_recipe", "evaluate"]
+    assert "seed_recipe" not in read_json(path / "metrics/eval.json")
+    assert [p.name for p in (path / "models/seed_recipe").iterdir()] == ["DISABLED.txt"]
 
 
 def test_bad_param_stops_before_any_output_is_touched(project):

@@ -135,8 +135,8 @@ def test_every_retriever_has_its_own_colour_and_every_axis_a_name(project):
     hit_rate = next(spec for title, spec in specs.items() if title.startswith("Hit rate"))
     encoding = hit_rate["spec"]["encoding"]
     assert encoding["color"]["field"] == "retriever"
-    assert encoding["color"]["scale"]["domain"] == ["base", "finetuned", "bm25", "hybrid"]
-    assert len(set(encoding["color"]["scale"]["range"])) == 4
+    assert encoding["color"]["scale"]["domain"] == ["base", "seed_recipe", "finetuned", "bm25", "hybrid"]
+    assert len(set(encoding["color"]["scale"]["range"])) == 5
     assert encoding["strokeDash"]["field"] == "rev"  # revisions by dash pattern in `dvc plots diff`
     assert hit_rate["facet"]["column"]["field"] == "question_set"
     assert encoding["y"]["scale"]["domain"][0] == 0

@@ -126,13 +126,16 @@ def describe_fatal(error: Exception, endpoint: Endpoint, model: str) -> str:
     return f"LLM endpoint {endpoint.api_base} ({detail}): {hint}. Stopped before sending more requests."
 
 
-def make_llm(endpoint: Endpoint, model: str, temperature: float, max_tokens: int, timeout_s: float):
+def make_llm(endpoint: Endpoint, model: str, temperature: float, max_tokens: int, timeout_s: float,
+             client_retries: bool = False):
+    """The OpenAI-like LLM; with ``client_retries`` the client keeps its own default retry policy (as a
+    user of the seed's recipe would have it), else this module's retry loop is the only one."""
     from llama_index.llms.openai_like import OpenAILike
 
+    retries = {} if client_retries else {"max_retries": 0}
     return OpenAILike(
         model=model, api_base=endpoint.api_base, api_key=endpoint.api_key, is_chat_model=True,
-        temperature=temperature, max_tokens=max_tokens, timeout=timeout_s, max_retries=0,
-        context_window=32768,
+        temperature=temperature, max_tokens=max_tokens, timeout=timeout_s, context_window=32768, **retries,
     )
 
 

@@ -86,7 +86,9 @@ class LLMParams(_Section):
 
 
 class QuestionsParams(_Section):
-    generator: Literal["offline", "llm"] = "offline"
+    # offline: our template generator; llm: ours with an LLM; llamaindex: the seed's
+    # generate_qa_embedding_pairs with the same LLM settings (a baseline).
+    generator: Literal["offline", "llm", "llamaindex"] = "offline"
     seed: int = 42
     # Queries per chunk and style. The training split may use styles that make
     # good training signal but poor test questions (a verbatim sentence is
@@ -184,6 +186,15 @@ class TrainParams(_Section):
         return processes
 
 
+class SeedRecipeParams(_Section):
+    # An extra row in the evaluation: the recipe this project started from, llama-index-finetuning's
+    # SentenceTransformersFinetuneEngine with its own settings (batch 10, 2 epochs, the base
+    # tokenizer as it is), trained on the same pairs as `train`. Off by default: minutes of training.
+    enabled: bool = False
+    batch_size: int = Field(default=10, ge=2)
+    epochs: int = Field(default=2, ge=1)
+
+
 class EvaluateParams(_Section):
     k_values: list[int] = Field(default=[1, 3, 5, 10], min_length=1)
     rrf_k: int = Field(default=60, ge=1)
@@ -239,6 +250,7 @@ class Params(_Section):
     questions: QuestionsParams = QuestionsParams()
     model: ModelParams
     train: TrainParams = TrainParams()
+    seed_recipe: SeedRecipeParams = SeedRecipeParams()
     evaluate: EvaluateParams = EvaluateParams()
 
 
