@@ -38,6 +38,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     # What two of our changes to the seed's recipe are worth, each undone on the current default.
     "no_vocabulary_extension": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": False,
                                 "train.extend_vocab": False},
+    "no_duplicate_free_batches": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": False,
+                                  "train.duplicate_free_batches": False},
     "no_embedding_learning_rate": {"questions.train_styles": NO_SENTENCES, "train.hard_negatives": False,
                                    "train.embedding_learning_rate": 0.0001},
 }

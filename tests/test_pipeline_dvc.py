@@ -99,7 +99,11 @@ def test_model_param_reruns_only_model_stages(project):
 def test_questions_param_reruns_questions_train_evaluate(project):
     path, _ = project
     update_params(path, {"questions": {"seed": 7}})
-    assert repro(path) == ["check_params", "questions", "train", "evaluate"]
+    ran = repro(path)
+    # seed_recipe reads the training questions too (it writes a note only, being off); DVC may order
+    # it before or after train.
+    assert ran[:2] == ["check_params", "questions"] and ran[-1] == "evaluate"
+    assert sorted(ran[2:-1]) == ["seed_recipe", "train"]
 
 
 def test_exp_run_set_param_keeps_float(project):
@@ -127,7 +131,8 @@ def test_seed_recipe_row_reruns_only_its_stage_and_evaluate(project):
     assert (path / "data/questions/train.json").read_bytes() == questions
     assert not (path / "models/.seed-recipe-work").exists() and not (path / "checkpoints").exists()
     update_params(path, {"seed_recipe": {"enabled": False}})
-    assert repro(path) == ["check_params", "seed_recipe", "evaluate"]
+    # Switched off again: DVC may restore the earlier "off" output from its run cache instead of running it.
+    assert repro(path) in (["check_params", "seed_recipe", "evaluate"], ["check_params", "evaluate"])
     assert "seed_recipe" not in read_json(path / "metrics/eval.json")
     assert [p.name for p in (path / "models/seed_recipe").iterdir()] == ["DISABLED.txt"]
 

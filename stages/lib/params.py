@@ -161,6 +161,8 @@ class TrainParams(_Section):
     # One BM25-mined hard negative per pair (a training chunk that shares the query's words but
     # is not its passage), from BM25 ranks rank_min..rank_max, scoring at most margin x the positive.
     hard_negatives: bool = False
+    # Batches in which no text appears twice (sentence-transformers' NO_DUPLICATES sampler).
+    duplicate_free_batches: bool = True
     hard_negative_rank_min: int = Field(default=2, ge=1)
     hard_negative_rank_max: int = Field(default=20, ge=1)
     hard_negative_margin: float = Field(default=0.95, gt=0)

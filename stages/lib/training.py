@@ -202,7 +202,9 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         learning_rate_mapping=embedding_learning_rate_mapping(loss, params.embedding_learning_rate) if vocabulary_extended else {},
         warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         weight_decay=params.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        # Without it, a batch can hold the same passage twice, and one copy is then a "negative" of
+        # the other's query: the seed recipe's plain batches do that.
+        batch_sampler=BatchSamplers.NO_DUPLICATES if params.duplicate_free_batches else BatchSamplers.BATCH_SAMPLER,
         seed=params.seed,
         data_seed=params.seed,
         eval_strategy="steps" if evaluator else "no",
