@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TINY_ZH_PARAMS, make_project, run
+from tests.openai_stub import StubOpenAI
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,12 @@ def tiny_pipeline(tmp_path_factory) -> PipelineRun:
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-q", "-m", "first run"], path)
     return PipelineRun(path, first.stdout)
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    """The local OpenAI-compatible server, with the client's environment pointing at it."""
+    with StubOpenAI() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
+        yield server

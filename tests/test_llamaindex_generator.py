@@ -18,14 +18,6 @@ from tests.test_llm_generation import CHUNKS
 PARAMS = LLMParams(timeout_s=5.0)
 
 
-@pytest.fixture
-def stub(monkeypatch):
-    with StubOpenAI() as server:
-        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
-        yield server
-
-
 def _generate(tmp_path):
     return generate_with_llamaindex(CHUNKS, PARAMS, "stub-model", tmp_path / "store")
 

@@ -15,7 +15,7 @@ from stages.lib.llm_client import RetryPolicy
 from stages.lib.llm_prompts import build_prompt, copied_fraction, filter_questions, parse_questions
 from stages.lib.llm_questions import generate_with_llm
 from stages.lib.params import LLMParams
-from tests.openai_stub import Scripted, StubOpenAI
+from tests.openai_stub import Scripted
 
 CHUNKS = [
     Chunk(f"c{i}", f"第{i}条 证券公司应当妥善保存客户的交易记录，保存期限不得少于{i + 20}年。", "law.pdf",
@@ -23,14 +23,6 @@ CHUNKS = [
     for i in range(12)
 ] + [Chunk("e1", "A broker shall keep a record of every margin loan for five years.", "guide.md", "train", "en", "", 0, 14)]
 FAST = LLMParams(concurrency=4, initial_backoff_s=0.05, max_backoff_s=2.0, timeout_s=5.0, max_attempts=4)
-
-
-@pytest.fixture
-def stub(monkeypatch):
-    with StubOpenAI() as server:
-        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-        monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
-        yield server
 
 
 def generate(tmp_path, params=FAST, chunks=CHUNKS):
