@@ -98,7 +98,7 @@ def train_with_seed_engine(dataset, val_dataset, output: Path, params: Params, d
     from llama_index.finetuning import SentenceTransformersFinetuneEngine
     from transformers import set_seed
 
-    from stages.lib.training import without_run_timing
+    from stages.lib.training import strip_run_timing
 
     set_seed(params.train.seed)
     # The engine's evaluator logs every metric at INFO, twice over once llama-index configured logging.
@@ -115,9 +115,7 @@ def train_with_seed_engine(dataset, val_dataset, output: Path, params: Params, d
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     if not (output / "modules.json").is_file():
         raise UserError(f"llama-index-finetuning's engine finished without writing a model to {output}.")
-    card = output / "README.md"
-    if card.is_file():  # the same run twice must give the same files, or DVC reruns evaluate
-        card.write_text(without_run_timing(card.read_text(encoding="utf-8")), encoding="utf-8")
+    strip_run_timing(output)  # the same run twice must give the same files, or DVC reruns evaluate
 
 
 if __name__ == "__main__":

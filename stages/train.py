@@ -285,7 +285,7 @@ def _hard_negatives(train_set: QADataset, anchors: list[str], p) -> list[str]:
 def _save_model(model, keeper, work: Path) -> None:
     """Write the best validated model (or the last one, without validation) to models/finetuned."""
     from stages.lib.checkpoints import BEST_DIR
-    from stages.lib.training import without_run_timing
+    from stages.lib.training import strip_run_timing
 
     best = work / BEST_DIR
     with replacing_directory(OUTPUT_DIR) as staging:
@@ -293,9 +293,7 @@ def _save_model(model, keeper, work: Path) -> None:
             shutil.copytree(best, staging, dirs_exist_ok=True)
         else:
             model.save(str(staging))
-        card = staging / "README.md"
-        if card.is_file():
-            card.write_text(without_run_timing(card.read_text(encoding="utf-8")), encoding="utf-8")
+        strip_run_timing(staging)
 
 
 def _write_curves(log_history: list[dict]) -> list[dict]:

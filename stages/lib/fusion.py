@@ -116,13 +116,11 @@ def choose_fusion(dense: Ranking, lexical: Ranking, relevant_docs: dict[str, lis
         metrics = retrieval_metrics(ranking, relevant_docs, [5])
         return metrics.get("mrr@10", 0.0), metrics.get("hit@5", 0.0)
 
-    floor_mrr, floor_hit = (max(pair) for pair in zip(quality(dense), quality(lexical), strict=True))
+    inputs = {"finetuned": quality(dense), "bm25": quality(lexical)}
+    floor_mrr, floor_hit = (max(pair) for pair in zip(*inputs.values(), strict=True))
     scored = [(quality(fuse(dense, lexical, f, rrf_k, depth)), f) for f in tried]
     admissible = [item for item in scored if item[0][0] >= floor_mrr and item[0][1] >= floor_hit] or scored
-    (mrr, hit), best = max(admissible, key=lambda item: item[0])
-    validation = {
-        "hybrid": {"mrr@10": mrr, "hit@5": hit},
-        "finetuned": dict(zip(("mrr@10", "hit@5"), quality(dense), strict=True)),
-        "bm25": dict(zip(("mrr@10", "hit@5"), quality(lexical), strict=True)),
-    }
+    best_quality, best = max(admissible, key=lambda item: item[0])
+    validation = {name: {"mrr@10": mrr, "hit@5": hit}
+                  for name, (mrr, hit) in {"hybrid": best_quality, **inputs}.items()}
     return FusionChoice(best, validation)

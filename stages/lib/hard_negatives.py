@@ -37,10 +37,10 @@ def document_neighbours(chunks: Sequence[Chunk], reach: int = 1) -> dict[str, se
     }
 
 
-def _pick(candidates: list[str], seed: int, query: str) -> str:
-    """A seeded choice, stable for a given query whatever else is mined."""
+def _hashed_index(n: int, seed: int, query: str) -> int:
+    """A seeded position in ``range(n)``, stable for a given query whatever else is mined."""
     digest = hashlib.sha256(f"{seed}:{query}".encode()).digest()
-    return candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
+    return int.from_bytes(digest[:8], "big") % n
 
 
 def mine_bm25_negatives(queries: Sequence[str], positives: Sequence[set[str]], corpus: dict[str, str],
@@ -63,13 +63,16 @@ def mine_bm25_negatives(queries: Sequence[str], positives: Sequence[set[str]], c
         ceiling = window.margin * max(positive_scores) if positive_scores else float("inf")
         candidates = [cid for rank, (cid, score) in enumerate(zip(ids, scores, strict=True), start=1)
                       if rank >= window.rank_min and cid not in excluded and score <= ceiling]
-        negatives.append(_pick(candidates, seed, query) if candidates else _any_other(all_ids, excluded, seed, query))
+        if candidates:
+            negatives.append(candidates[_hashed_index(len(candidates), seed, query)])
+        else:
+            negatives.append(_any_other(all_ids, excluded, seed, query))
     return negatives
 
 
 def _any_other(ids: list[str], excluded: set[str], seed: int, query: str) -> str:
     """A seeded chunk outside ``excluded``, found by probing from a hashed start (not a scan of the corpus)."""
-    start = ids.index(_pick(ids, seed, query))
+    start = _hashed_index(len(ids), seed, query)
     for step in range(len(ids)):
         cid = ids[(start + step) % len(ids)]
         if cid not in excluded:

@@ -110,6 +110,13 @@ def without_run_timing(model_card: str) -> str:
     return re.sub(r"^### Training Time\n(?:.*\S.*\n)*\n?", "", model_card, flags=re.MULTILINE)
 
 
+def strip_run_timing(model_dir: Path) -> None:
+    """Rewrite ``model_dir``'s model card without its run timing (see ``without_run_timing``)."""
+    card = model_dir / "README.md"
+    if card.is_file():
+        card.write_text(without_run_timing(card.read_text(encoding="utf-8")), encoding="utf-8")
+
+
 def curves_from_history(log_history: list[dict], metric_prefix: str) -> tuple[list[dict], list[dict]]:
     """Loss and validation curves from the Trainer's log history (restored with a resumed checkpoint)."""
     loss_rows, val_rows = [], []

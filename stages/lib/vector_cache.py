@@ -78,19 +78,26 @@ class VectorCache:
             leftover.unlink(missing_ok=True)  # a block cut short by a kill: its texts are simply encoded again
         if self.meta and not (self.folder / "meta.json").is_file():
             write_json(self.folder / "meta.json", self.meta)
-        for shard in sorted(self.folder.glob(f"*{SHARD_SUFFIX}")):
+        for shard in self._take_shards(self.folder):
+            self.dropped_shards.append(shard.name)
+            shard.unlink(missing_ok=True)
+        if self.dropped_shards:
+            print(f"[evaluate] WARNING: {len(self.dropped_shards)} unreadable vector shard(s) in {self.folder} "
+                  "were dropped; their texts are encoded again.", flush=True)
+
+    def _take_shards(self, folder: Path) -> list[Path]:
+        """Keep the vectors of every readable shard in ``folder``; return the unreadable ones."""
+        unreadable = []
+        for shard in sorted(folder.glob(f"*{SHARD_SUFFIX}")):
             loaded = self._read_shard(shard)
             if loaded is None:
-                self.dropped_shards.append(shard.name)
-                shard.unlink(missing_ok=True)
+                unreadable.append(shard)
                 continue
             hashes, vectors = loaded
             self.dim = vectors.shape[1]
             self._rows.update(zip((h.tobytes() for h in hashes), vectors, strict=True))
             self.shards.append(shard)
-        if self.dropped_shards:
-            print(f"[evaluate] WARNING: {len(self.dropped_shards)} unreadable vector shard(s) in {self.folder} "
-                  "were dropped; their texts are encoded again.", flush=True)
+        return unreadable
 
     def _read_shard(self, shard: Path) -> tuple[np.ndarray, np.ndarray] | None:
         """The shard's (hashes, vectors), or None when it is damaged in any way."""
@@ -177,14 +184,10 @@ def open_model_cache_read_only(root: Path, model_dir: Path, max_seq_length: int)
     """The same model's stored vectors in a memory-only cache: reading them changes nothing on disk."""
     from stages.lib.model_source import content_hash
 
-    stored = VectorCache(None)
+    stored = VectorCache(None)  # no folder: what it adds stays in memory
     folder = root / model_cache_name(content_hash(model_dir), max_seq_length)
-    for shard in sorted(folder.glob(f"*{SHARD_SUFFIX}")) if folder.is_dir() else []:
-        loaded = stored._read_shard(shard)
-        if loaded is not None:
-            hashes, vectors = loaded
-            stored.dim = vectors.shape[1]
-            stored._rows.update(zip((h.tobytes() for h in hashes), vectors, strict=True))
+    if folder.is_dir():
+        stored._take_shards(folder)  # unreadable shards are skipped, not removed
     return stored
 
 
