@@ -104,6 +104,28 @@ TINY_ZH_PARAMS = {
 }
 
 
+def assert_pull_brings_back_the_run(project: Path, runner=run) -> None:
+    """A fresh clone's `dvc pull` brings every output (models, paid LLM answers): nothing stale, nothing to rerun.
+    ``runner``: how to run a command (``run``, or a wrapper that records outputs)."""
+    runner(["dvc", "pull"], project)
+    assert (project / "models/finetuned/model.safetensors").is_file()
+    assert (project / "data/llm_cache").is_dir()
+    assert "up to date" in runner(["dvc", "status"], project).stdout
+    assert stages_run(runner(["dvc", "repro"], project).stdout) == []
+
+
+def wait_for_queue(project: Path, runner=run, timeout_s: float = 900) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; its last output."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while True:
+        status = runner(["dvc", "queue", "status"], project).stdout
+        if ("Queued" not in status and "Running" not in status) or time.time() > deadline:
+            return status
+        time.sleep(3)
+
+
 def copy_project(source: Path, destination: Path) -> Path:
     """A full copy of a reproduced project (git history, DVC cache and workspace): a second clone that
     needs no remote and no rerun."""

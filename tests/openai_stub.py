@@ -18,7 +18,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.local_servers import BackgroundHTTPServer
 
 
 @dataclass
@@ -66,12 +68,6 @@ def hashed_embedding(text: str, dims: int = 64) -> list[float]:
     return [v / norm for v in vector]
 
 
-class _Server(ThreadingHTTPServer):
-    # The default listen backlog of 5 drops connections when many clients connect at once,
-    # and each dropped SYN costs the client a one-second retransmit.
-    request_queue_size = 256
-
-
 class StubOpenAI:
     def __init__(self, api_key: str = "sk-test-stub-key-0123456789abcdef", latency: float = 0.0,
                  rate_limit_every: int = 0, retry_after_s: float = 1.0) -> None:
@@ -88,21 +84,18 @@ class StubOpenAI:
         self.successes_by_prompt: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = BackgroundHTTPServer(self._handler())
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self._http.url}/v1"
 
     def __enter__(self) -> StubOpenAI:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def _handler(self):
         stub = self

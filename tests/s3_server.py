@@ -8,20 +8,14 @@ and a wrong key gets the same 403 a real endpoint gives.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
+from tests.local_servers import free_port, wait_until_listening
+
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalS3Server:
@@ -35,16 +29,8 @@ class LocalS3Server:
         self._log = self.log_file.open("wb")
         self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                         stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"moto server exited: {self.log_file.read_text()}") from None
-                time.sleep(0.2)
-        raise RuntimeError("moto server did not start listening")
+        wait_until_listening(self.process, self.port, "moto server", self.log_file.read_text)
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.process:

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
+from tests.local_servers import free_port, wait_until_listening
+
 SSHD = "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalSSHServer:
@@ -47,16 +41,8 @@ class LocalSSHServer:
     def __enter__(self) -> LocalSSHServer:
         self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"sshd exited: {self.process.stderr.read().decode()}") from None
-                time.sleep(0.1)
-        raise RuntimeError("sshd did not start listening")
+        wait_until_listening(self.process, self.port, "sshd", lambda: self.process.stderr.read().decode(), timeout_s=10)
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.process:

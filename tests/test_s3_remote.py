@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_project, run, stages_run
+from tests.helpers import assert_pull_brings_back_the_run, copy_project, run, wait_for_queue
 from tests.s3_server import LocalS3Server
 
 BUCKET = "embedding-ft-team"
@@ -102,12 +101,7 @@ def test_push_with_run_cache_stores_every_output_in_the_bucket(team, s3):
 
 
 def test_teammate_pulls_from_the_bucket_and_has_nothing_to_run(team, s3):
-    bob = clone(team, s3, "bob")
-    sh(["dvc", "pull"], bob)
-    assert (bob / "models/finetuned/model.safetensors").is_file()
-    assert (bob / "data/llm_cache").is_dir()
-    assert "up to date" in sh(["dvc", "status"], bob).stdout
-    assert stages_run(sh(["dvc", "repro"], bob).stdout) == []
+    assert_pull_brings_back_the_run(clone(team, s3, "bob"), runner=sh)
 
 
 def test_queued_experiment_travels_through_the_bucket(team, s3):
@@ -116,12 +110,7 @@ def test_queued_experiment_travels_through_the_bucket(team, s3):
     sh(["dvc", "exp", "run", "--queue", "-n", "s3-rrf", "-S", "evaluate.fusion=rrf",
         "-S", "evaluate.hybrid_dense_weight=0.5"], alice)
     sh(["dvc", "queue", "start"], alice)
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = sh(["dvc", "queue", "status"], alice).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
+    status = wait_for_queue(alice, runner=sh)
     assert "Success" in status, status + sh(["dvc", "queue", "logs", "s3-rrf"], alice, check=False).stdout
     before_push = set(remote_keys(s3, "files/md5/"))
     sh(["dvc", "exp", "push", "origin", "s3-rrf"], alice)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import REPO_ROOT, copy_project, run, stages_run, update_params
+from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, stages_run, update_params, wait_for_queue
 from tests.sshd import LocalSSHServer
 
 
@@ -59,12 +59,7 @@ def test_push_covers_everything(team):
 
 
 def test_teammate_pulls_and_has_nothing_to_run(team):
-    bob = clone(team, "bob")
-    run(["dvc", "pull"], bob)
-    assert (bob / "models/finetuned/model.safetensors").is_file()
-    assert (bob / "data/llm_cache").is_dir()
-    assert "up to date" in run(["dvc", "status"], bob).stdout
-    assert stages_run(run(["dvc", "repro"], bob).stdout) == []
+    assert_pull_brings_back_the_run(clone(team, "bob"))
 
 
 def test_ssh_remote_round_trip(team, tmp_path):
@@ -135,12 +130,7 @@ def test_queued_experiments_run_in_parallel_and_sort_by_metric(team):
         run(["dvc", "exp", "run", "--queue", "-S", "evaluate.fusion=rrf", "-S", f"evaluate.hybrid_dense_weight={weight}",
              "-n", f"w-{weight}"], alice)
     run(["dvc", "queue", "start", "-j", "2"], alice)
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = run(["dvc", "queue", "status"], alice).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
+    status = wait_for_queue(alice)
     assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "w-0.3"], alice, check=False).stdout
     shown = run(["dvc", "exp", "show", "--csv", "--sort-by", "metrics/eval.json:hybrid.mrr@10", "--sort-order", "desc",
                  "--keep", "Experiment|hybrid.mrr@10|hybrid_dense_weight", "--drop", ".*"], alice).stdout
