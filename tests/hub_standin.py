@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from tests.local_servers import BackgroundHTTPServer
+from tests.local_servers import BackgroundHTTPServer, send_json
 
 TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<kind>tree|revision)/(?P<rev>[^/]+)/?$")
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
@@ -161,15 +161,7 @@ class HubStandIn:
 
             def _json(self, body: object, send_body: bool, status: int = 200,
                       headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if send_body:
-                    self.wfile.write(data)
+                send_json(self, status, json.dumps(body).encode(), headers, send_body)
 
             def _error(self, status: int, code: str | None, message: str, send_body: bool) -> None:
                 headers = {"X-Error-Message": message} | ({"X-Error-Code": code} if code else {})

@@ -8,7 +8,6 @@ answers (client timeouts), chatty or malformed content.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -20,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from tests.local_servers import BackgroundHTTPServer
+from tests.local_servers import BackgroundHTTPServer, send_json
 
 
 @dataclass
@@ -113,16 +112,7 @@ class StubOpenAI:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _send(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                # The client may have given up (timeout): that is the point of such a test.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(data)
+                send_json(self, status, body.encode(), headers)
 
             def _client_gone(self) -> bool:
                 """True when the client closed the connection (killed, or gave up on a timeout)."""
