@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_pull_brings_back_the_run, copy_project, run, wait_for_queue
+from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, wait_for_queue
 from tests.s3_server import LocalS3Server
 
 BUCKET = "embedding-ft-team"
@@ -54,10 +55,11 @@ def team(tiny_pipeline, s3, tmp_path_factory):
     origin = root / "origin.git"
     sh(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
     alice = copy_project(tiny_pipeline.path, root / "alice")
+    shutil.copy(REPO_ROOT / ".dvc/config", alice / ".dvc/config")  # the shipped remote setup
     # What the README tells a team to commit: the bucket and the endpoint, no credentials.
-    sh(["dvc", "remote", "add", "--default", "--force", "storage", f"s3://{BUCKET}/{PREFIX}"], alice)
-    sh(["dvc", "remote", "modify", "storage", "endpointurl", s3.endpoint], alice)
-    set_credentials(alice, "storage", s3.key_id, s3.secret)
+    sh(["dvc", "remote", "add", "--default", "--force", "team", f"s3://{BUCKET}/{PREFIX}"], alice)
+    sh(["dvc", "remote", "modify", "team", "endpointurl", s3.endpoint], alice)
+    set_credentials(alice, "team", s3.key_id, s3.secret)
     sh(["git", "add", "-A"], alice)
     sh(["git", "commit", "-q", "-m", "team remote on S3"], alice)
     sh(["git", "remote", "add", "origin", str(origin)], alice)
@@ -66,12 +68,11 @@ def team(tiny_pipeline, s3, tmp_path_factory):
     return root, origin, alice
 
 
-def clone(team, s3, name: str, credentials: bool = True) -> Path:
+def clone(team, s3, name: str) -> Path:
     root, origin, _ = team
     path = root / name
     sh(["git", "clone", "-q", str(origin), str(path)], root)
-    if credentials:
-        set_credentials(path, "storage", s3.key_id, s3.secret)
+    set_credentials(path, "team", s3.key_id, s3.secret)
     return path
 
 
