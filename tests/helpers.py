@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -116,8 +117,6 @@ def assert_pull_brings_back_the_run(project: Path, runner=run) -> None:
 
 def wait_for_queue(project: Path, runner=run, timeout_s: float = 900) -> str:
     """Poll `dvc queue status` until nothing is queued or running; its last output."""
-    import time
-
     deadline = time.time() + timeout_s
     while True:
         status = runner(["dvc", "queue", "status"], project).stdout

@@ -24,6 +24,7 @@ class LocalS3Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
         self.process: subprocess.Popen | None = None
+        self.key_id = self.secret = ""  # the team user's access key, once create_user_with_bucket made it
 
     def __enter__(self) -> LocalS3Server:
         self._log = self.log_file.open("wb")
@@ -44,9 +45,9 @@ class LocalS3Server:
         return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
                             aws_access_key_id=key_id, aws_secret_access_key=secret)
 
-    def create_user_with_bucket(self, bucket: str) -> tuple[str, str]:
-        """An IAM user allowed everything on S3, its access key, and a bucket; then authentication
-        is enforced for every later request. Returns (access key id, secret access key)."""
+    def create_user_with_bucket(self, bucket: str) -> None:
+        """An IAM user allowed everything on S3, its access key (``key_id``, ``secret``), and a bucket;
+        then authentication is enforced for every later request."""
         iam = self.client("iam")
         iam.create_user(UserName="dvc-team")
         key = iam.create_access_key(UserName="dvc-team")["AccessKey"]
@@ -58,7 +59,7 @@ class LocalS3Server:
                                          headers={"Content-Type": "text/plain"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.load(response)["status"] == "ok"
-        return key["AccessKeyId"], key["SecretAccessKey"]
+        self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
 
     def object_keys(self, bucket: str, prefix: str, key_id: str, secret: str) -> list[str]:
         s3 = self.client("s3", key_id, secret)

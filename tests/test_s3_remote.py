@@ -45,7 +45,7 @@ def set_credentials(project: Path, remote: str, key_id: str, secret: str) -> Non
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     with LocalS3Server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
-        server.key_id, server.secret = server.create_user_with_bucket(BUCKET)
+        server.create_user_with_bucket(BUCKET)
         yield server
 
 

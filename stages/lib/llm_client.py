@@ -16,12 +16,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from stages.lib.errors import UserError
 from stages.lib.response_store import ResponseStore
-
-ENV_FILE = Path(".env")
 
 
 @dataclass(frozen=True)
@@ -31,10 +28,7 @@ class Endpoint:
 
 
 def load_endpoint(purpose: str) -> Endpoint:
-    """OPENAI_API_KEY / OPENAI_API_BASE from the environment or a git-ignored .env."""
-    from dotenv import load_dotenv
-
-    load_dotenv(ENV_FILE, override=False)
+    """OPENAI_API_KEY / OPENAI_API_BASE from the environment, into which run_stage has read a git-ignored .env."""
     key = os.environ.get("OPENAI_API_KEY", "").strip()
     base = os.environ.get("OPENAI_API_BASE", "").strip() or "https://api.openai.com/v1"
     if not key:
