@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from stages.lib.errors import run_stage
-from stages.lib.model_source import content_hash, materialise, packaged_model_dir
+from stages.lib.model_source import materialise, packaged_revision
 from stages.lib.params import PACKAGE_PREFIX, load_params
 
 OUTPUT_DIR = Path("models/base")
@@ -25,6 +25,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--hash":
-        print(content_hash(packaged_model_dir(sys.argv[2].removeprefix(PACKAGE_PREFIX))))
+        print(packaged_revision(sys.argv[2].removeprefix(PACKAGE_PREFIX)))
     else:
         main()

@@ -1,4 +1,5 @@
-"""Stage ``corpus``: documents folder -> ``data/corpus/chunks.jsonl``."""
+"""Stage ``corpus``: documents folder -> ``data/corpus/chunks.jsonl`` (and ``documents.jsonl``: one line per
+document, with the encoding its text was read in)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from stages.lib.chunking import SPLITS, make_chunks
-from stages.lib.corpus_io import CHUNKS_FILE
+from stages.lib.corpus_io import CHUNKS_FILE, DOCUMENTS_FILE
 from stages.lib.documents import load_documents
 from stages.lib.errors import UserError, run_stage
 from stages.lib.files import write_json, write_jsonl
@@ -33,9 +34,16 @@ def main() -> None:
             "too few to train and evaluate. Add documents or lower 'corpus.chunk_size'."
         )
     write_jsonl(CHUNKS_FILE, (chunk.to_json() for chunk in chunks))
+    write_jsonl(DOCUMENTS_FILE, ({"source": d.source, "encoding": d.encoding, "characters": len(d.text)}
+                                 for d in documents))
+    encodings = Counter(d.encoding for d in documents)
+    for document in documents:
+        if document.encoding not in ("utf-8", "binary"):
+            print(f"[corpus] {document.source}: read as {document.encoding}")
     tokens = sorted(chunk.n_tokens for chunk in chunks)
     write_json(METRICS_FILE, {
         "documents": len(documents),
+        **{f"documents_{encoding.replace('-', '_')}": count for encoding, count in sorted(encodings.items())},
         "chunks": len(chunks),
         **{f"chunks_{split}": per_split[split] for split in SPLITS},
         "chunk_tokens_median": tokens[len(tokens) // 2],

@@ -29,10 +29,11 @@ from stages.lib.device import resolve_device
 from stages.lib.errors import UserError, run_stage
 from stages.lib.files import write_json, write_jsonl
 from stages.lib.fusion import RRF, Fusion, FusionChoice, candidates, choose_fusion, fuse
-from stages.lib.intervals import format_interval_table, intervals, per_query
+from stages.lib.intervals import format_gain, format_interval_table, intervals, per_query
 from stages.lib.llm_client import Endpoint, load_endpoint
 from stages.lib.params import EvaluateParams, load_params
 from stages.lib.phase_timer import PhaseTimer
+from stages.lib.prompts import NO_PROMPTS, Prompts, resolve_prompts
 from stages.lib.qa_dataset import QADataset
 from stages.lib.question_sets import SYNTHETIC_TEST, QuestionSets, build_question_sets
 from stages.lib.retrieval import (
@@ -59,6 +60,8 @@ EMBEDDING_CACHE_DIR = Path("data/embedding_cache")
 DEPTH = 100
 CURVE_MAX_K = 10
 TUNING = "tuning"  # the query set knobs are tuned on, encoded with the fine-tuned model only
+# Fine-tuned models are also compared with the model they started from, on every set.
+COMPARED_WITH_BASE = {"finetuned": "base", "seed_recipe": "base"}
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Inputs:
     models: dict[str, Path]  # local models to evaluate, in row order
     api_models: list[str]
     endpoint: Endpoint | None
+    prompts: Prompts  # for every local model: the ones training used (and saved in models/finetuned)
 
     @property
     def test(self) -> QADataset:
@@ -85,7 +89,7 @@ def main() -> None:
 
     # 1. Inputs, checked before any slow work: the reported question sets (synthetic test, golden test)
     #    and the one knobs are tuned on, each capped to one seeded sample for every retriever.
-    inputs = _load_inputs(params)
+    inputs = _load_inputs(params, all_params.model.query_prompt, all_params.model.document_prompt)
     test = inputs.test
     _print_inputs(inputs, device)
 
@@ -112,7 +116,7 @@ def main() -> None:
             summary.update(cross_check(
                 str(MODELS["finetuned"]), device, all_params.model.max_seq_length, test,
                 vectors["finetuned"].queries[SYNTHETIC_TEST], vectors["finetuned"].corpus, params.llamaindex_check_queries,
-                params.llamaindex_check_corpus, top_k, params.batch_size,
+                params.llamaindex_check_corpus, top_k, params.batch_size, inputs.prompts,
             ))
         theirs, ours = summary[f"llamaindex_finetuned_hit@{top_k}"], summary[f"ours_on_llamaindex_sample_hit@{top_k}"]
         if abs(theirs - ours) > 1.0 / summary["llamaindex_sample_queries"] + 1e-9:
@@ -135,7 +139,7 @@ def main() -> None:
     print(timer.summary(), flush=True)
 
 
-def _load_inputs(params: EvaluateParams) -> Inputs:
+def _load_inputs(params: EvaluateParams, query_prompt: str, document_prompt: str) -> Inputs:
     test = QADataset.load(QUESTIONS_FILE)
     if not test.queries:
         raise UserError(f"{QUESTIONS_FILE} has no queries: check 'questions.eval_styles' and 'corpus.split'.")
@@ -151,7 +155,8 @@ def _load_inputs(params: EvaluateParams) -> Inputs:
     sets = build_question_sets(test, val, chunks, params.golden_sets, params.max_queries)
     seed_recipe = {"seed_recipe": SEED_RECIPE_DIR} if (SEED_RECIPE_DIR / "modules.json").is_file() else {}
     models = {"base": MODELS["base"], **seed_recipe, "finetuned": MODELS["finetuned"]}
-    return Inputs(sets, models, api_models, endpoint)
+    prompts = resolve_prompts(query_prompt, document_prompt, MODELS["base"])
+    return Inputs(sets, models, api_models, endpoint, prompts)
 
 
 def _print_inputs(inputs: Inputs, device: str) -> None:
@@ -159,7 +164,8 @@ def _print_inputs(inputs: Inputs, device: str) -> None:
     listed = ", ".join(f"{name} {len(d.queries)}" + (f" of {sets.totals[name]}" if len(d.queries) < sets.totals[name] else "")
                        for name, d in sets.reported.items())
     tuning = f"; knobs tuned on {sets.tuning_name} ({len(sets.tuning.queries)})" if sets.tuning is not None else ""
-    print(f"[evaluate] queries: {listed}{tuning}; over {len(inputs.test.corpus)} chunks, on {device}", flush=True)
+    print(f"[evaluate] queries: {listed}{tuning}; over {len(inputs.test.corpus)} chunks, on {device}; "
+          f"{inputs.prompts.describe()}", flush=True)
     for file in sets.skipped_golden:
         print(f"[evaluate] golden set {file}: none of its documents is in this corpus, skipped", flush=True)
 
@@ -175,8 +181,10 @@ def _dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_
         with timer(f"encode {name}"):
             cache = open_model_cache(EMBEDDING_CACHE_DIR, path, max_seq_length)
             encoder = LazySentenceEncoder(path, device, max_seq_length, params.batch_size)
+            # The seed's recipe trains and retrieves without prompts (llama-index's defaults): measured as it is used.
+            prompts = NO_PROMPTS if name == "seed_recipe" else inputs.prompts
             vectors[name] = encode_eval_texts(corpus_texts, _query_texts(query_sets), encoder, cache,
-                                              f"[evaluate] encode {name}")
+                                              f"[evaluate] encode {name}", prompts)
         caches.append(cache)
     for name in inputs.api_models:
         # Their vectors are cached by the embedder itself (JSONL, per model); nothing local to store.
@@ -184,7 +192,8 @@ def _dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_
                                      params.api_max_retries, params.api_timeout_s)
         with timer(f"encode api:{name}"):
             vectors[f"api:{name}"] = encode_eval_texts(corpus_texts, _query_texts(inputs.sets.reported), embedder.encode,
-                                                       VectorCache(None), f"[evaluate] encode api:{name}")
+                                                       VectorCache(None), f"[evaluate] encode api:{name}",
+                                                       Prompts(query=params.api_query_instruction))
         print(f"[evaluate] api:{name}: {embedder.requested_texts} texts sent, the rest from {EMBEDDING_CACHE_DIR}/")
     return vectors, caches
 
@@ -241,7 +250,7 @@ def _scored(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], k_value
     for set_name, dataset in sets.reported.items():
         query_ids = list(dataset.queries)
         per_retriever = {name: per_query(r, dataset.relevant_docs, query_ids) for name, r in rankings[set_name].items()}
-        bands = intervals(per_retriever, baseline="bm25")
+        bands = intervals(per_retriever, baseline="bm25", compared=COMPARED_WITH_BASE)
         results[set_name] = {name: {**retrieval_metrics(r, dataset.relevant_docs, k_values), **bands.get(name, {})}
                              for name, r in rankings[set_name].items()}
     return results
@@ -256,18 +265,27 @@ def _print_tables(summary: dict, results: dict, k_values: list[int], fusion: Fus
           f"{summary['corpus_size']} chunks:\n")
     print(format_table(results[SYNTHETIC_TEST], columns))
     print(f"(hybrid = {fusion.describe()}, {chosen_on})")
+    _print_gains(results[SYNTHETIC_TEST])
     for set_name, scores in results.items():
         if set_name == SYNTHETIC_TEST:
             continue
         print(f"\n{set_name}: {summary[set_name]['queries']} questions written by people "
               "(95% paired-bootstrap intervals):\n")
         print(format_interval_table(scores, baseline="bm25"))
+        _print_gains(scores)
     if checked:
         print(f"\nllama-index VectorStoreIndex retriever, fine-tuned hit@{top_k}: "
               f"{summary[f'llamaindex_finetuned_hit@{top_k}']:.3f} (ours on the same "
               f"{summary['llamaindex_sample_queries']} queries and {summary['llamaindex_sample_corpus']} chunks: "
               f"{summary[f'ours_on_llamaindex_sample_hit@{top_k}']:.3f})")
     print()
+
+
+def _print_gains(scores: dict[str, dict]) -> None:
+    """Say plainly, per set, whether fine-tuning beat the model it started from."""
+    for name, base in COMPARED_WITH_BASE.items():
+        if name in scores and f"hit@5_diff_vs_{base}" in scores[name]:
+            print(format_gain(scores[name], name, base))
 
 
 def _by_style(test: QADataset, rankings: dict, k_values: list[int]) -> dict:

@@ -28,6 +28,7 @@ from stages.lib.files import read_json
 from stages.lib.fusion import RRF, Fusion, candidates, fuse
 from stages.lib.golden import golden_datasets, load_golden
 from stages.lib.params import Params, load_params
+from stages.lib.prompts import resolve_prompts
 from stages.lib.qa_dataset import QADataset, normalize_query
 from stages.lib.retrieval import BM25Index, Ranking, dense_rank
 from stages.lib.vector_cache import open_model_cache_read_only
@@ -112,13 +113,16 @@ def rank_all(query: str, chunks: list[Chunk], params: Params, depth: int) -> dic
     corpus = {c.id: c.text for c in chunks}
     corpus_ids = list(corpus)
     device = resolve_device(params.compute.device)
+    # The prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
+    prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, MODELS["base"][0])
     rankings: dict[str, Ranking] = {}
     for name, (path, _) in MODELS.items():
         encoder = LazySentenceEncoder(path, device, params.model.max_seq_length, params.evaluate.batch_size)
         # Read-only: vectors `evaluate` stored are reused, new ones are kept in memory (the DVC output stays as it is).
         cache = open_model_cache_read_only(EMBEDDING_CACHE_DIR, path, params.model.max_seq_length)
-        doc_vectors = encode_texts(list(corpus.values()), encoder, cache, f"[search] encode corpus ({name})")
-        query_vector = np.asarray(encoder([query]), dtype=np.float32)
+        doc_vectors = encode_texts(list(corpus.values()), encoder, cache, f"[search] encode corpus ({name})",
+                                   prompts=prompts.document)
+        query_vector = np.asarray(encoder([query], prompts.query), dtype=np.float32)
         rankings[name] = dense_rank([QUERY_ID], query_vector, corpus_ids, doc_vectors, depth)
     rankings["bm25"] = BM25Index(corpus).rank({QUERY_ID: query}, depth)
     rankings["hybrid"] = fuse(rankings["finetuned"], rankings["bm25"], evaluated_fusion(params), params.evaluate.rrf_k,

@@ -4,10 +4,14 @@ Runs where the user's hardware is: on a GPU (mixed precision) when there is
 one, on several GPUs through ``torchrun`` (``train.processes``), on the CPU
 otherwise. Checkpoints go to ``models/.train-work/<fingerprint>/``, so a rerun
 after a crash or ``kill -9`` resumes instead of starting over. Model selection
-is on a bounded sample of the val split (NDCG@10); the loss and validation
-curves go to ``metrics/train_curves/`` for ``dvc plots``. If the base tokenizer
-maps too much of the corpus to ``[UNK]``, the vocabulary is extended first and
-the extended tokenizer is saved with the model.
+is by NDCG@10 on the best labelled val there is (golden val when a golden set
+is about this corpus, else a bounded sample of the synthetic val split), and
+the base model itself (step 0) is a candidate: a fine-tune that does not beat
+it is not kept. The loss and validation curves go to ``metrics/train_curves/``
+for ``dvc plots``. Queries and passages are encoded after the model's prompts
+(``model.query_prompt`` / ``model.document_prompt``), which are saved with the
+model. If the base tokenizer maps too much of the corpus to ``[UNK]``, the
+vocabulary is extended first and the extended tokenizer is saved with the model.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from stages.lib.errors import EXIT_INTERRUPTED, UserError, run_stage
 from stages.lib.files import replacing_directory, write_json
 from stages.lib.params import Params, load_params
 from stages.lib.progress import quiet_library_bars
+from stages.lib.prompts import Prompts, resolve_prompts, save_prompts
 from stages.lib.qa_dataset import QADataset
 
 BASE_DIR = Path("models/base")
@@ -86,12 +91,14 @@ def train(params: Params, hardware: Hardware) -> None:
 
     # 1. Build: data, model (vocabulary extended if needed), the checkpoint to resume from.
     work, resume = _resume_point(params, hardware, writer, say)
-    built = build_inputs(params, hardware)
+    built = build_inputs(params, hardware, say)
     say(f"[train] [UNK] rate {built.coverage_before:.1%} -> {built.coverage_after:.1%} ({built.tokens_added} tokens added); "
         f"{built.n_pairs} training pairs (of {built.n_pairs_available}), validation on {built.val_queries} queries "
         f"x {built.val_corpus} chunks; {hardware.device}, {hardware.precision}, {hardware.processes} process(es)")
+    say(f"[train] {built.prompts.describe()}; model selection on {built.val_source}, the base model (step 0) included")
     trainer, keeper = build_trainer(built.model, built.train_data, built.evaluator, params.train, hardware, work,
-                                    vocabulary_extended=built.tokens_added > 0, val_metric=VAL_METRIC, is_writer=writer)
+                                    vocabulary_extended=built.tokens_added > 0, val_metric=VAL_METRIC, is_writer=writer,
+                                    prompts=built.prompts)
 
     # 2. Run.
     started = time.perf_counter()
@@ -103,6 +110,9 @@ def train(params: Params, hardware: Hardware) -> None:
         say(f"\n[train] interrupted at step {trainer.state.global_step}; `dvc repro` resumes from {where}.")
         raise
     train_seconds = time.perf_counter() - started
+    if trainer.state.global_step == 0:
+        raise UserError("Training took no step: the batch sampler could not fill one batch of 'train.batch_size' "
+                        f"({params.train.batch_size}) from {built.n_pairs} pairs. Lower 'train.batch_size'.")
 
     # 3. Report (rank 0): the best model by validation score, the curves, the metrics; then drop the checkpoints.
     if writer:
@@ -112,7 +122,11 @@ def train(params: Params, hardware: Hardware) -> None:
         write_json(METRICS_FILE, _metrics(params, hardware, built, trainer, keeper, loss_rows, resumed_from, train_seconds))
         shutil.rmtree(work, ignore_errors=True)
         print(f"[train] {built.n_pairs} pairs x {params.train.epochs} epochs, {trainer.state.global_step} steps in "
-              f"{train_seconds:.0f}s; best val NDCG@10 {keeper.best_score or float('nan'):.3f} at step {keeper.best_step}")
+              f"{train_seconds:.0f}s; best {built.val_source} NDCG@10 {keeper.best_score or float('nan'):.3f} at step "
+              f"{keeper.best_step}")
+        if keeper.best_step == 0:
+            print(f"[train] no fine-tuned step beat the base model on {built.val_source}: {OUTPUT_DIR} is the base "
+                  "model itself (with its prompts). Fine-tuning did not help with this data and recipe.")
 
 
 def _resume_point(params: Params, hardware: Hardware, writer: bool, say) -> tuple[Path, Path | None]:
@@ -150,6 +164,7 @@ def _metrics(params: Params, hardware: Hardware, built: Built, trainer, keeper, 
         "unk_rate_before": round(built.coverage_before, 4),
         "unk_rate_after": round(built.coverage_after, 4),
         "tokens_added": built.tokens_added,
+        "token_embeddings_frozen": int(built.embeddings_frozen),
         "train_pairs": built.n_pairs,
         "train_pairs_available": built.n_pairs_available,
         "val_queries": built.val_queries,
@@ -158,6 +173,10 @@ def _metrics(params: Params, hardware: Hardware, built: Built, trainer, keeper, 
         "steps": trainer.state.global_step,
         "resumed_from_step": resumed_from,
         "best_step": keeper.best_step or 0,
+        # Model selection: where, the base model's own score there (step 0), and whether it won.
+        "selected_on": built.val_source,
+        "val_ndcg@10_base": round(keeper.scores.get(0, 0.0), 4),
+        "base_model_selected": int(keeper.best_step == 0),
         # Over the whole run, resumed or not (the Trainer's own figure covers only this process's steps).
         "train_loss": round(sum(r["loss"] for r in loss_rows) / len(loss_rows), 4) if loss_rows else 0.0,
         "best_val_ndcg@10": round(keeper.best_score, 4) if keeper.best_score is not None else 0.0,
@@ -217,15 +236,19 @@ class Built:
     coverage_before: float
     coverage_after: float
     tokens_added: int
+    embeddings_frozen: bool
+    prompts: Prompts
+    val_source: str  # "golden val" or "synthetic val"
 
 
-def build_inputs(params: Params, hardware: Hardware) -> Built:
+def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     """The model (on its device, vocabulary extended if needed), the training pairs and the bounded val evaluator."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
 
     from stages.lib.eval_sample import bounded_dataset
-    from stages.lib.training import ir_evaluator, sample_pairs, training_pairs
+    from stages.lib.question_sets import golden_val
+    from stages.lib.training import duplicate_free_shortfall, ir_evaluator, sample_pairs, training_pairs
     from stages.lib.vocab import extend_vocabulary, measure_coverage
 
     p = params.train
@@ -235,11 +258,17 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
     model_device = f"cuda:{local_rank()}" if hardware.device == "cuda" else hardware.device
     model = SentenceTransformer(str(BASE_DIR), device=model_device)
     model.max_seq_length = params.model.max_seq_length
+    prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, BASE_DIR)
+    save_prompts(model, prompts)  # every save (best model, checkpoints) carries them
 
-    texts = [chunk.text for chunk in load_chunks()] + list(train_set.queries.values())
+    chunks = load_chunks()
+    texts = [chunk.text for chunk in chunks] + list(train_set.queries.values())
     before = measure_coverage(model.tokenizer, texts)
     added = extend_vocabulary(model, list(before.missing)) if p.extend_vocab and before.unknown_rate > p.unk_threshold else 0
     after = measure_coverage(model.tokenizer, texts) if added else before
+    frozen = p.freeze_token_embeddings is True or (p.freeze_token_embeddings == "auto" and not added)
+    if frozen:
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
 
     all_anchors, all_positives = training_pairs(train_set, p.ict_mask_probability, p.seed)
     anchors, positives = sample_pairs(all_anchors, all_positives, p.max_pairs, p.seed)
@@ -250,12 +279,26 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
         )
     columns = {"anchor": anchors, "positive": positives}
     if p.hard_negatives:
-        columns["negative"] = _hard_negatives(train_set, anchors, p)
-    val = bounded_dataset(val_set, p.max_val_queries, p.max_val_corpus, f"train.val:{p.seed}") if val_set.queries else None
+        columns["negative"] = _hard_negatives(model, train_set, anchors, positives, p, prompts, say)
+    shortfall = duplicate_free_shortfall(columns, p.batch_size) if p.duplicate_free_batches else None
+    if shortfall:
+        distinct, needed = shortfall
+        raise UserError(
+            f"params.yaml key 'train.batch_size' is {p.batch_size}: a duplicate-free batch of that size needs {needed} "
+            f"different passages ({len(columns) - 1} per pair), but the training pairs hold only {distinct}. Lower "
+            f"'train.batch_size' to at most {distinct // (len(columns) - 1)}"
+            + (", or set 'train.hard_negatives' to false" if p.hard_negatives else "")
+            + ", or add documents."
+        )
+    # The best labelled val there is: questions people wrote, else the generator's val split.
+    golden = golden_val(chunks, params.evaluate.golden_sets)
+    val_source, selection_set = ("golden val", golden) if golden is not None else ("synthetic val", val_set)
+    val = (bounded_dataset(selection_set, p.max_val_queries, p.max_val_corpus, f"train.val:{p.seed}")
+           if selection_set.queries else None)
     return Built(
         model=model,
         train_data=Dataset.from_dict(columns),
-        evaluator=ir_evaluator(val, "val", batch_size=64) if val else None,
+        evaluator=ir_evaluator(val, "val", batch_size=64, prompts=prompts) if val else None,
         n_pairs=len(anchors),
         n_pairs_available=len(all_anchors),
         val_queries=len(val.queries) if val else 0,
@@ -263,22 +306,35 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
         coverage_before=before.unknown_rate,
         coverage_after=after.unknown_rate,
         tokens_added=added,
+        embeddings_frozen=frozen,
+        prompts=prompts,
+        val_source=val_source if val else "none",
     )
 
 
-def _hard_negatives(train_set: QADataset, anchors: list[str], p) -> list[str]:
-    """One BM25-mined negative passage per training pair, from the training chunks only."""
-    from stages.lib.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives
+def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: list[str], p, prompts: Prompts,
+                    say) -> list[str]:
+    """One mined negative passage per training pair, from the training chunks only (never a val or test passage)."""
+    from stages.lib.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives, mine_model_negatives
 
     positives_by_query: dict[str, set[str]] = {}
     for _, query, chunk_id in train_set.pairs():
         positives_by_query.setdefault(query, set()).add(chunk_id)
-    window = MiningWindow(p.hard_negative_rank_min, p.hard_negative_rank_max, p.hard_negative_margin)
-    # Only passages that are training positives anyway: never a val or test passage.
     training_passages = {cid: train_set.corpus[cid] for ids in positives_by_query.values() for cid in sorted(ids)}
-    negative_ids = mine_bm25_negatives(anchors, [positives_by_query[a] for a in anchors], training_passages,
-                                       document_neighbours(load_chunks()), window, p.seed,
-                                       desc="[train] mine hard negatives")
+    neighbours = document_neighbours(load_chunks())
+    if p.hard_negative_miner == "model":
+        say(f"[train] mining hard negatives with the base model over {len(training_passages)} training chunks")
+        ids_by_text = {text: cid for cid, text in training_passages.items()}
+        # A masked (Inverse Cloze) positive is not a chunk's text: its query's chunk stands for it.
+        positive_ids = [ids_by_text.get(text) or min(positives_by_query[anchor]) for anchor, text in zip(anchors, positives,
+                                                                                                           strict=True)]
+        negative_ids = mine_model_negatives(model, anchors, positive_ids, training_passages,
+                                            neighbours, p.hard_negative_rank_max, p.hard_negative_relative_margin, p.seed,
+                                            prompts.query, prompts.document)
+    else:
+        window = MiningWindow(p.hard_negative_rank_min, p.hard_negative_rank_max, p.hard_negative_margin)
+        negative_ids = mine_bm25_negatives(anchors, [positives_by_query[a] for a in anchors], training_passages,
+                                           neighbours, window, p.seed, desc="[train] mine hard negatives")
     return [training_passages[cid] for cid in negative_ids]
 
 

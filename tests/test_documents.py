@@ -156,9 +156,35 @@ def test_scanned_pdf_without_text_layer(tmp_path):
         load_documents(tmp_path)
 
 
-def test_non_utf8_text(tmp_path):
-    (tmp_path / "gbk.txt").write_bytes("证券公司应当依法经营。".encode("gbk"))
-    with pytest.raises(UserError, match=r"gbk\.txt"):
+GBK_TEXT = "第一条 证券公司应当依法经营，不得损害客户的合法权益。\n第二条 劳动者享有平等就业的权利。"
+
+
+def test_gbk_and_gb18030_text_is_read_and_its_encoding_recorded(tmp_path):
+    # What Windows Notepad and many Chinese editors save: GBK text and GB18030 Markdown (with a character
+    # outside GBK, which only GB18030's four-byte codes hold), next to UTF-8 with and without a BOM.
+    rare = "𠀀"  # U+20000, CJK Extension B
+    (tmp_path / "gbk.txt").write_bytes(GBK_TEXT.encode("gbk"))
+    (tmp_path / "notes.md").write_bytes(f"# 笔记\n{GBK_TEXT}{rare}".encode("gb18030"))
+    (tmp_path / "plain.txt").write_bytes(GBK_TEXT.encode("utf-8"))
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + GBK_TEXT.encode("utf-8"))
+    documents, _ = load_documents(tmp_path)
+    by_source = {d.source: d for d in documents}
+    assert {s: d.encoding for s, d in by_source.items()} == {
+        "bom.txt": "utf-8-sig", "gbk.txt": "gb18030", "notes.md": "gb18030", "plain.txt": "utf-8"}
+    for name in ("gbk.txt", "plain.txt", "bom.txt"):
+        assert by_source[name].text == GBK_TEXT
+    assert by_source["notes.md"].text.endswith(rare) and "劳动者享有平等就业的权利" in by_source["notes.md"].text
+
+
+def test_bytes_no_encoding_explains_stop_with_the_file_and_byte_named(tmp_path):
+    # Valid neither as UTF-8 nor as GB18030: 0xff never starts a GB18030 character.
+    (tmp_path / "broken.txt").write_bytes("证券".encode("gbk") + b"\xff\xfe\x00" + "法".encode("gbk"))
+    with pytest.raises(UserError, match=r"broken\.txt cannot be read as text: it is neither UTF-8 nor GB18030/GBK "
+                                         r"\(byte 4, 0xff, is invalid.*iconv"):
+        load_documents(tmp_path)
+    (tmp_path / "broken.txt").unlink()
+    (tmp_path / "bad_bom.txt").write_bytes(b"\xef\xbb\xbf" + "证券".encode("gbk") + b"\xff")
+    with pytest.raises(UserError, match=r"bad_bom\.txt cannot be read as text: it starts with a UTF-8 byte-order mark"):
         load_documents(tmp_path)
 
 

@@ -81,15 +81,19 @@ def test_bad_rows_are_refused(tmp_path, rows, needle):
     assert needle in str(caught.value)
 
 
-def test_the_bundled_golden_set_resolves_on_the_default_chunks(tmp_path):
+@pytest.mark.parametrize(("law", "golden_file", "articles"), [
+    ("中华人民共和国证券法", "securities_law.jsonl", 226),
+    ("中华人民共和国劳动合同法", "labor_contract_law.jsonl", 98),
+])
+def test_the_bundled_golden_sets_resolve_on_their_laws_chunks(tmp_path, law, golden_file, articles):
     from stages.lib.corpus_io import load_chunks
     from tests.helpers import REPO_ROOT, make_project, stage_run
 
-    project = make_project(tmp_path / "project", git=False)  # default params: the Securities Law
+    project = make_project(tmp_path / "project", {"sample": {"laws": [law]}}, git=False)
     for stage in ("sample", "corpus"):
         stage_run(stage, project, check=True)
     chunks = load_chunks(project / "data/corpus/chunks.jsonl")
-    golden = load_golden(REPO_ROOT / "data/golden/securities_law.jsonl")
+    golden = load_golden(REPO_ROOT / "data/golden" / golden_file)
     relevant = resolve(golden, chunks)
     assert len(relevant) == len(golden.questions) and all(relevant.values())
-    assert len(article_chunks(chunks)) == 226  # every article of the law starts a line somewhere
+    assert len(article_chunks(chunks)) == articles  # every article of the law starts a line somewhere

@@ -22,7 +22,6 @@ from stages.lib.law_pdf import Article, law_database, read_laws
 from tests.helpers import REPO_ROOT
 
 
-
 @dataclass(frozen=True)
 class GoldenSpec:
     """What one law's golden set must satisfy: its file, the law it is about, and how widely it asks."""

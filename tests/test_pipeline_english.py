@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.helpers import REPO_ROOT, make_project, ran_every_stage, run
+from tests.helpers import MINILM, REPO_ROOT, make_project, ran_every_stage, run
 
 
 def test_english_markdown_pipeline(tmp_path):
     project = make_project(tmp_path / "project", {
         "sample": {"laws": ["中华人民共和国国歌法"]},
         "corpus": {"documents_dir": "docs", "chunk_size": 48, "split": {"val_fraction": 0.2, "test_fraction": 0.3}},
-        "model": {"max_seq_length": 64},
+        "model": {"max_seq_length": 64, **MINILM},
         "train": {"epochs": 1, "batch_size": 8},
         "evaluate": {"llamaindex_check": False},
     }, git=False)

@@ -167,3 +167,15 @@ def test_model_card_loses_only_its_run_timing():
         "### Training Time\n- **Training**: 3.4 minutes\n- **Evaluation**: 8.8 seconds\n"
         "- **Total**: 3.6 minutes\n\n", "")
     assert without_run_timing(cleaned) == cleaned
+
+
+def test_duplicate_free_batches_that_cannot_be_filled_are_caught_before_training():
+    from stages.lib.training import duplicate_free_shortfall
+
+    passages = [f"第{i}条" for i in range(40)]
+    pairs = {"anchor": [f"q{i}" for i in range(240)], "positive": [passages[i % 40] for i in range(240)]}
+    assert duplicate_free_shortfall(pairs, 32) is None  # 40 different passages fill a batch of 32
+    triplets = {**pairs, "negative": [passages[(i + 7) % 40] for i in range(240)]}
+    # Positive and negative of 32 rows are 64 texts that must all differ: 40 cannot do it.
+    assert duplicate_free_shortfall(triplets, 32) == (40, 64)
+    assert duplicate_free_shortfall(triplets, 20) is None

@@ -9,7 +9,7 @@ import pytest
 
 from stages.lib import vector_cache
 from stages.lib.dense_encoding import encode_eval_texts, encode_texts
-from stages.lib.model_source import content_hash
+from stages.lib.files import content_hash
 from stages.lib.vector_cache import VectorCache, model_cache_name, open_model_cache, prune_model_caches, text_hash
 
 
@@ -18,13 +18,15 @@ class FakeEncoder:
 
     def __init__(self, fail_on_call: int | None = None) -> None:
         self.calls: list[list[str]] = []
+        self.prompts: list[str] = []
         self.fail_on_call = fail_on_call
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str], prompt: str = "") -> np.ndarray:
         self.calls.append(list(texts))
+        self.prompts.append(prompt)
         if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
             raise KeyboardInterrupt  # what a Ctrl-C (or the last thing before a kill -9) looks like
-        return np.stack([vector_of(t) for t in texts])
+        return np.stack([vector_of(prompt + t) for t in texts])
 
     @property
     def encoded(self) -> list[str]:
@@ -194,3 +196,23 @@ def test_api_embedding_models_keep_their_own_cache_next_to_the_local_ones(tmp_pa
     assert np.allclose(matrix, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
     (api_file,) = root.glob("*.jsonl")
     assert prune_model_caches(root, keep=[]) == [] and api_file.is_file()
+
+
+def test_vectors_are_keyed_by_prompt_and_text(tmp_path):
+    from stages.lib.dense_encoding import encode_eval_texts
+    from stages.lib.prompts import Prompts
+
+    encoder, cache = FakeEncoder(), VectorCache(tmp_path / "st-model")
+    prompts = Prompts("query: ", "passage: ")
+    # The same text as a document and as a query: two inputs, two vectors, each encoded after its own prompt.
+    vectors = encode_eval_texts(["同一段文字", "第二段"], {"test": ["同一段文字"]}, encoder, cache, "test", prompts)
+    assert sorted(encoder.prompts) == ["passage: ", "query: "]
+    assert np.allclose(vectors.corpus[0], vector_of("passage: 同一段文字"))
+    assert np.allclose(vectors.queries["test"][0], vector_of("query: 同一段文字"))
+    assert text_hash("同一段文字", "query: ") in cache and text_hash("同一段文字", "passage: ") in cache
+    assert text_hash("同一段文字") not in cache
+    # A new query prompt encodes the queries again, and only them.
+    again = FakeEncoder()
+    encode_eval_texts(["同一段文字", "第二段"], {"test": ["同一段文字"]}, again, VectorCache(tmp_path / "st-model"), "test",
+                      Prompts("Represent this question: ", "passage: "))
+    assert again.prompts == ["Represent this question: "] and again.calls == [["同一段文字"]]

@@ -1,6 +1,7 @@
 import pytest
 
-from stages.lib.model_source import content_hash, packaged_model_dir
+from stages.lib.files import content_hash
+from stages.lib.model_source import packaged_model_dir
 from stages.lib.qa_dataset import QADataset
 from stages.lib.training import mask_query_in_passage, training_pairs
 from stages.lib.vocab import extend_vocabulary, measure_coverage

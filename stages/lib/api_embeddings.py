@@ -71,7 +71,9 @@ class CachedAPIEmbedder:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def encode(self, texts: list[str], normalize_embeddings: bool = True, **_: object) -> np.ndarray:
+    def encode(self, texts: list[str], prompt: str = "", normalize_embeddings: bool = True) -> np.ndarray:
+        """Vectors of ``prompt + text`` for each text (the instruction an instruction-tuned model expects)."""
+        texts = [prompt + t for t in texts]
         hashes = [_text_hash(t) for t in texts]
         missing = list(dict.fromkeys(t for t, h in zip(texts, hashes, strict=True) if h not in self.vectors))
         for start in range(0, len(missing), self.batch_size):

@@ -143,10 +143,17 @@ class BestModelKeeper(TrainerCallback):
         best = read_best(work)
         self.best_score = best["score"] if best else None
         self.best_step = best["step"] if best else None
+        # Step -> score of every validation pass (step 0: the base model); kept across a resume.
+        self.scores: dict[int, float] = {int(k): v for k, v in (best or {}).get("scores", {}).items()}
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         score = (metrics or {}).get(self.metric)
-        if score is None or (self.best_score is not None and score <= self.best_score):
+        if score is None:
+            return
+        self.scores.setdefault(state.global_step, score)
+        if self.best_score is not None and score <= self.best_score:
+            # Ties keep the earlier step: a later one must be better, not as good (step 0 wins ties).
+            self._record()
             return
         self.best_score, self.best_step = score, state.global_step
         if self.is_writer:
@@ -155,4 +162,9 @@ class BestModelKeeper(TrainerCallback):
             self.model.save(str(staging))
             shutil.rmtree(self.work / BEST_DIR, ignore_errors=True)
             staging.rename(self.work / BEST_DIR)
-            (self.work / BEST_RECORD).write_text(json.dumps({"step": state.global_step, "score": score}), encoding="utf-8")
+            self._record()
+
+    def _record(self) -> None:
+        if self.is_writer and self.best_step is not None:
+            record = {"step": self.best_step, "score": self.best_score, "scores": self.scores}
+            (self.work / BEST_RECORD).write_text(json.dumps(record), encoding="utf-8")

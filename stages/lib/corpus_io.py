@@ -9,6 +9,7 @@ from stages.lib.errors import UserError
 from stages.lib.files import read_jsonl
 
 CHUNKS_FILE = Path("data/corpus/chunks.jsonl")
+DOCUMENTS_FILE = Path("data/corpus/documents.jsonl")  # one line per document: source, encoding, characters
 
 
 def load_chunks(path: Path = CHUNKS_FILE) -> list[Chunk]:

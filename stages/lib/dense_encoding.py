@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.progress import progress
+from stages.lib.prompts import NO_PROMPTS, Prompts
 from stages.lib.vector_cache import VectorCache, text_hash
 
-Encoder = Callable[[list[str]], np.ndarray]
+# texts, and the prompt to put before each of them -> one row per text.
+Encoder = Callable[[list[str], str], np.ndarray]
 # Texts per block: one shard per block, so a kill loses at most one block of work
 # (about 40 s on a 2-core CPU), and the progress line moves at least that often.
 BLOCK_SIZE = 1024
@@ -42,24 +44,27 @@ class LazySentenceEncoder:
         model.max_seq_length = self.max_seq_length
         return model
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str], prompt: str = "") -> np.ndarray:
         if self._model is None:
             self._model = self._load()
+        # prompt=None would fall back to the model's default prompt; "" means exactly none.
         return self._model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            texts, prompt=prompt, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=False,
         )
 
 
 def encode_texts(texts: Sequence[str], encode: Encoder, cache: VectorCache, desc: str,
-                 block_size: int = BLOCK_SIZE) -> np.ndarray:
-    """Vectors for ``texts`` (row i for text i), encoding only the distinct texts ``cache`` lacks."""
-    digests = [text_hash(t) for t in texts]
-    distinct = dict(zip(digests, texts, strict=True))
+                 block_size: int = BLOCK_SIZE, prompts: Sequence[str] | str = "") -> np.ndarray:
+    """Vectors for ``texts`` (row i for text i, encoded after ``prompts[i]``, or one prompt for all),
+    encoding only the distinct (prompt, text) inputs ``cache`` lacks."""
+    prompts = [prompts] * len(texts) if isinstance(prompts, str) else list(prompts)
+    digests = [text_hash(t, p) for t, p in zip(texts, prompts, strict=True)]
+    distinct = dict(zip(digests, zip(prompts, texts, strict=True), strict=True))
     missing = [d for d in distinct if d not in cache]
     # Longest first: neighbours in a batch have similar lengths (little padding), and the
     # slowest blocks (and any out-of-memory error on a GPU) come first, so the ETA errs high.
-    missing.sort(key=lambda d: -len(distinct[d]))
+    missing.sort(key=lambda d: -len(distinct[d][1]))
     print(f"{desc}: {len(distinct)} distinct texts, {len(distinct) - len(missing)} from cache, "
           f"{len(missing)} to encode", flush=True)
     if missing:
@@ -67,8 +72,10 @@ def encode_texts(texts: Sequence[str], encode: Encoder, cache: VectorCache, desc
         try:
             for start in range(0, len(missing), block_size):
                 block = missing[start:start + block_size]
-                cache.add(block, np.asarray(encode([distinct[d] for d in block]), dtype=np.float32))
-                bar.update(len(block))
+                for prompt in sorted({distinct[d][0] for d in block}):
+                    group = [d for d in block if distinct[d][0] == prompt]
+                    cache.add(group, np.asarray(encode([distinct[d][1] for d in group], prompt), dtype=np.float32))
+                    bar.update(len(group))
         finally:
             bar.close()
     return cache.vectors(digests)
@@ -83,12 +90,14 @@ class EvalVectors:
 
 
 def encode_eval_texts(corpus_texts: Sequence[str], query_sets: dict[str, Sequence[str]], encode: Encoder,
-                      cache: VectorCache, desc: str) -> EvalVectors:
-    """Corpus and queries in one pass (one progress bar, one length-sorted order), split afterwards."""
+                      cache: VectorCache, desc: str, prompts: Prompts = NO_PROMPTS) -> EvalVectors:
+    """Corpus (after the document prompt) and queries (after the query prompt) in one pass (one progress bar,
+    one length-sorted order), split afterwards."""
     texts = list(corpus_texts)
     bounds = {}
     for name, queries in query_sets.items():
         bounds[name] = (len(texts), len(texts) + len(queries))
         texts.extend(queries)
-    matrix = encode_texts(texts, encode, cache, desc)
+    per_text = [prompts.document] * len(corpus_texts) + [prompts.query] * (len(texts) - len(corpus_texts))
+    matrix = encode_texts(texts, encode, cache, desc, prompts=per_text)
     return EvalVectors(matrix[:len(corpus_texts)], {name: matrix[a:b] for name, (a, b) in bounds.items()})

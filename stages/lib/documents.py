@@ -1,7 +1,14 @@
-"""Read a folder of documents (PDF, Markdown, text, DOCX) with llama-index's file readers."""
+"""Read a folder of documents: PDF and DOCX with llama-index's file readers, text and Markdown decoded here.
+
+Chinese ``.txt`` and Markdown files are often GBK/GB18030 rather than UTF-8 (what Windows Notepad and many
+Chinese editors save). Text is decoded strictly, UTF-8 first, then GB18030 (a superset of GBK and GB2312);
+the encoding that worked is recorded per document. Bytes neither explains stop the stage with the file
+and the offending byte named, never a silent replacement.
+"""
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +17,10 @@ from stages.lib.errors import UserError
 from stages.lib.text import clean_extracted_text
 
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".markdown", ".txt", ".docx")
+TEXT_SUFFIXES = (".md", ".markdown", ".txt")
+# Tried in this order, strictly. Valid UTF-8 is almost never valid-looking GB18030 by accident, and the
+# reverse (GBK bytes that happen to form UTF-8) is rare beyond a few characters.
+TEXT_ENCODINGS = ("utf-8", "gb18030")
 # Below this many characters of text per page, a PDF is taken to be a scan.
 MIN_CHARS_PER_PDF_PAGE = 20
 
@@ -18,6 +29,7 @@ MIN_CHARS_PER_PDF_PAGE = 20
 class SourceDocument:
     source: str  # path relative to the documents folder, with forward slashes
     text: str  # cleaned text, paragraphs separated by "\n"
+    encoding: str = "utf-8"  # how a text file's bytes were decoded (utf-8, utf-8-sig, gb18030); "binary": PDF/DOCX
 
 
 def list_document_files(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -72,50 +84,47 @@ def strip_markdown_inline(text: str) -> str:
     return re.sub(r"(\*\*|__|`)", "", text)
 
 
-def _check_utf8(path: Path) -> None:
-    # The text readers silently drop undecodable bytes: refuse instead of indexing garbage.
-    try:
-        path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(
-            f"{path} is not UTF-8 text (byte {error.start} is invalid). Convert it, e.g. "
-            f"`iconv -f GBK -t UTF-8 '{path}' -o fixed.txt`, and run again."
-        ) from None
+def decode_text(path: Path) -> tuple[str, str]:
+    """The file's text and the encoding that decoded it: strict UTF-8 (BOM or not), else strict GB18030."""
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            return data[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as error:
+            raise _undecodable(path, data, error, "it starts with a UTF-8 byte-order mark") from None
+    first_error = None
+    for encoding in TEXT_ENCODINGS:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as error:
+            first_error = first_error or error
+    raise _undecodable(path, data, first_error, "it is neither UTF-8 nor GB18030/GBK") from None
+
+
+def _undecodable(path: Path, data: bytes, error: UnicodeDecodeError, why: str) -> UserError:
+    around = data[max(0, error.start - 8):error.start + 8].hex(" ")
+    return UserError(
+        f"{path} cannot be read as text: {why} (byte {error.start}, 0x{data[error.start]:02x}, is invalid; bytes "
+        f"around it: {around}). Convert it to UTF-8 from the encoding it was saved in, e.g. "
+        f"`iconv -f BIG5 -t UTF-8 '{path}' -o fixed.txt` (or -f SHIFT-JIS, -f CP1252, ...), or remove it."
+    )
 
 
 def _reader_for(path: Path):
-    from llama_index.readers.file import DocxReader, FlatReader, PDFReader
+    from llama_index.readers.file import DocxReader, PDFReader
 
-    suffix = path.suffix.lower()
-    if suffix == ".pdf":
-        return PDFReader(return_full_document=True)
-    if suffix in (".md", ".markdown"):
-        # Read as-is: the '#' headings drive our section paths (MarkdownReader drops them).
-        return FlatReader()
-    if suffix == ".docx":
-        return DocxReader()
-    return None  # plain text: SimpleDirectoryReader's default
+    return PDFReader(return_full_document=True) if path.suffix.lower() == ".pdf" else DocxReader()
 
 
 def load_document(path: Path, folder: Path) -> SourceDocument:
     from llama_index.core import SimpleDirectoryReader
 
     pages = _check_pdf(path) if path.suffix.lower() == ".pdf" else 0
-    if path.suffix.lower() in (".txt", ".md", ".markdown"):
-        _check_utf8(path)
-    reader = _reader_for(path)
-    extractor = {path.suffix.lower(): reader} if reader else None
-    try:
-        parts = SimpleDirectoryReader(
-            input_files=[str(path)], file_extractor=extractor, raise_on_error=True, encoding="utf-8"
-        ).load_data(show_progress=False)
-    except Exception as error:  # the readers raise many types; name the file either way
-        cause = error.__cause__ or error
-        raise UserError(
-            f"{path} could not be read ({type(cause).__name__}: {cause}). Check that the file opens in its "
-            "usual program, re-export it, or remove it from the folder."
-        ) from None
-    raw = "\n".join(part.text for part in parts)
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        # Decoded here, not by the text readers: they assume UTF-8 and silently drop what does not decode.
+        raw, encoding = decode_text(path)
+    else:
+        raw, encoding = _read_binary(path, SimpleDirectoryReader), "binary"
     if path.suffix.lower() in (".md", ".markdown"):
         raw = strip_markdown_inline(raw)
     text = clean_extracted_text(raw)
@@ -127,7 +136,22 @@ def load_document(path: Path, folder: Path) -> SourceDocument:
         )
     if not text.strip():
         raise UserError(f"{path} contains no text. Remove it from the documents folder or fill it.")
-    return SourceDocument(source=relative, text=text)
+    return SourceDocument(source=relative, text=text, encoding=encoding)
+
+
+def _read_binary(path: Path, reader_class) -> str:
+    reader = _reader_for(path)
+    try:
+        parts = reader_class(
+            input_files=[str(path)], file_extractor={path.suffix.lower(): reader}, raise_on_error=True,
+        ).load_data(show_progress=False)
+    except Exception as error:  # the readers raise many types; name the file either way
+        cause = error.__cause__ or error
+        raise UserError(
+            f"{path} could not be read ({type(cause).__name__}: {cause}). Check that the file opens in its "
+            "usual program, re-export it, or remove it from the folder."
+        ) from None
+    return "\n".join(part.text for part in parts)
 
 
 def load_documents(folder: Path) -> tuple[list[SourceDocument], list[Path]]:

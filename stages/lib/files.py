@@ -1,7 +1,8 @@
-"""Atomic file writes: a crash never leaves a half-written output behind."""
+"""Atomic file writes (a crash never leaves a half-written output behind), and content hashes of folders."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -58,3 +59,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_json(path: Path) -> Any:
     with path.open(encoding="utf-8") as handle:
         return json.load(handle)
+
+
+# Files that describe a model but do not change what it computes.
+_NOT_HASHED = {"README.md", ".gitattributes"}
+
+
+def content_hash(folder: Path, only: tuple[str, ...] | None = None) -> str:
+    """sha256 over every file's relative path and bytes (or only those named): an immutable pin for a model."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if path.name in _NOT_HASHED or "__pycache__" in relative or (only is not None and relative not in only):
+            continue
+        digest.update(relative.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()

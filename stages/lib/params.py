@@ -113,6 +113,10 @@ class ModelParams(_Section):
     # "sha256:<hex>" content hash for a packaged model; 40-hex commit for the hub.
     revision: str
     max_seq_length: int = Field(default=256, ge=16, le=8192)
+    # Text put before every query / every document when encoding (E5: "query: " / "passage: "); auto: the
+    # base model's own, from its config_sentence_transformers.json ("" when it has none).
+    query_prompt: str = "auto"
+    document_prompt: str = "auto"
 
     @model_validator(mode="after")
     def _revision_is_immutable(self) -> ModelParams:
@@ -147,6 +151,10 @@ class TrainParams(_Section):
     # this probability, so the model learns context, not string matching.
     ict_mask_probability: float = Field(default=0.9, ge=0, le=1)
     extend_vocab: bool = True
+    # Keep the token-embedding matrix as it is: most of a multilingual model's 250k rows never occur in the
+    # data, and updating them all costs ~40% of a CPU step. auto: frozen unless the vocabulary was extended
+    # (new rows must be learned).
+    freeze_token_embeddings: bool | Literal["auto"] = "auto"
     # Learning rate of the token-embedding matrix when the vocabulary was
     # extended: new rows start at the mean embedding and have far to travel.
     embedding_learning_rate: float = Field(default=1e-2, gt=0, lt=1)
@@ -161,6 +169,11 @@ class TrainParams(_Section):
     # One BM25-mined hard negative per pair (a training chunk that shares the query's words but
     # is not its passage), from BM25 ranks rank_min..rank_max, scoring at most margin x the positive.
     hard_negatives: bool = False
+    # Who mines them: bm25 (our BM25 over the training chunks) or model (the base model itself, with
+    # sentence_transformers.util.mine_hard_negatives and a relative margin).
+    hard_negative_miner: Literal["bm25", "model"] = "bm25"
+    # model miner: a negative scores at most (1 - this) x the positive (NV-Retriever's TopK-PercPos: 0.05).
+    hard_negative_relative_margin: float = Field(default=0.05, ge=0, lt=1)
     # Batches in which no text appears twice (sentence-transformers' NO_DUPLICATES sampler).
     duplicate_free_batches: bool = True
     hard_negative_rank_min: int = Field(default=2, ge=1)
@@ -223,6 +236,9 @@ class EvaluateParams(_Section):
     api_batch_size: int = Field(default=32, ge=1)
     api_max_retries: int = Field(default=6, ge=0)
     api_timeout_s: float = Field(default=60.0, gt=0)
+    # Put before every query sent to an API embedding model: instruction-tuned ones (Qwen3-Embedding, E5-instruct)
+    # expect one, e.g. "Instruct: Given a question, retrieve passages that answer it\nQuery: ". Documents go as they are.
+    api_query_instruction: str = ""
 
     @field_validator("k_values")
     @classmethod

@@ -8,7 +8,8 @@
   questions) and ``golden_test_<lang>_unseen_passages`` (only questions whose
   every relevant chunk lies outside the train split).
 * Tuning: golden val when there is one, else the synthetic val split. Test
-  sets are only ever reported.
+  sets are only ever reported. The ``train`` stage selects its checkpoint
+  (or the base model itself) on the same golden val (``golden_val``).
 """
 
 from __future__ import annotations
@@ -52,32 +53,53 @@ def merge(datasets: list[QADataset]) -> QADataset:
     return merged
 
 
-def build_question_sets(test: QADataset, val: QADataset, chunks: list[Chunk], golden_files: list[str],
-                        max_queries: int) -> QuestionSets:
+@dataclass
+class GoldenParts:
+    """The golden sets that are about this corpus, resolved: test parts by reported name, the val parts."""
+
+    test: dict[str, list[QADataset]] = field(default_factory=dict)
+    val: list[QADataset] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files about documents not in this corpus
+
+
+def golden_parts(chunks: list[Chunk], golden_files: list[str]) -> GoldenParts:
     sources = {c.source for c in chunks}
     train_chunks = {c.id for c in chunks if c.split == "train"}
-    collected: dict[str, list[QADataset]] = {SYNTHETIC_TEST: [test]}
-    golden_val: list[QADataset] = []
-    skipped = []
+    parts = GoldenParts()
     for file in golden_files:
         golden = load_golden(Path(file))
         named = {q.source for q in golden.questions}
         if None not in named and not named & sources:
-            skipped.append(file)  # a set about other documents (e.g. the bundled law's, on a user's own corpus)
+            parts.skipped.append(file)  # a set about other documents (e.g. the bundled law's, on a user's own corpus)
             continue
         for (split, language), dataset in sorted(golden_datasets(golden, chunks).items()):
             if split == "val":
-                golden_val.append(dataset)
+                parts.val.append(dataset)
                 continue
             unseen = [q for q, docs in dataset.relevant_docs.items() if not train_chunks.intersection(docs)]
-            collected.setdefault(f"golden_test_{language}_incl_trained_passages", []).append(dataset)
-            collected.setdefault(f"golden_test_{language}_unseen_passages", []).append(_only(dataset, unseen))
-    merged = {name: merge(parts) for name, parts in collected.items()}
+            parts.test.setdefault(f"golden_test_{language}_incl_trained_passages", []).append(dataset)
+            parts.test.setdefault(f"golden_test_{language}_unseen_passages", []).append(_only(dataset, unseen))
+    return parts
+
+
+def golden_val(chunks: list[Chunk], golden_files: list[str]) -> QADataset | None:
+    """Every golden val question about this corpus (all languages), or None when no golden set applies."""
+    parts = golden_parts(chunks, golden_files)
+    return merge(parts.val) if parts.val else None
+
+
+def build_question_sets(test: QADataset, val: QADataset, chunks: list[Chunk], golden_files: list[str],
+                        max_queries: int) -> QuestionSets:
+    parts = golden_parts(chunks, golden_files)
+    collected: dict[str, list[QADataset]] = {SYNTHETIC_TEST: [test], **parts.test}
+    merged = {name: merge(datasets) for name, datasets in collected.items()}
     reported = {name: cap_queries(dataset, max_queries) for name, dataset in merged.items() if dataset.queries}
     totals = {name: len(merged[name].queries) for name in reported}
-    if golden_val:
-        tuning = merge(golden_val)
-        return QuestionSets(reported, totals, cap_queries(tuning, max_queries), len(tuning.queries), "golden val", skipped)
+    if parts.val:
+        tuning = merge(parts.val)
+        return QuestionSets(reported, totals, cap_queries(tuning, max_queries), len(tuning.queries), "golden val",
+                            parts.skipped)
     if val.queries:
-        return QuestionSets(reported, totals, cap_queries(val, max_queries), len(val.queries), "synthetic val", skipped)
-    return QuestionSets(reported, totals, None, 0, "", skipped)
+        return QuestionSets(reported, totals, cap_queries(val, max_queries), len(val.queries), "synthetic val",
+                            parts.skipped)
+    return QuestionSets(reported, totals, None, 0, "", parts.skipped)

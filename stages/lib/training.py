@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from stages.lib.device import Hardware
 from stages.lib.params import TrainParams
 from stages.lib.progress import progress
+from stages.lib.prompts import NO_PROMPTS, Prompts
 from stages.lib.qa_dataset import QADataset
 
 
@@ -53,9 +54,10 @@ def build_loss(model, params: TrainParams, distributed: bool = False):
     return MultipleNegativesRankingLoss(model, gather_across_devices=distributed)
 
 
-def ir_evaluator(dataset: QADataset, name: str, batch_size: int):
+def ir_evaluator(dataset: QADataset, name: str, batch_size: int, prompts: Prompts = NO_PROMPTS):
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
+    # The prompts always given as strings: None would let the evaluator pick the model's own prompt names.
     return InformationRetrievalEvaluator(
         queries=dataset.queries,
         corpus=dataset.corpus,
@@ -68,6 +70,8 @@ def ir_evaluator(dataset: QADataset, name: str, batch_size: int):
         map_at_k=[10],
         batch_size=batch_size,
         show_progress_bar=False,
+        query_prompt=prompts.query,
+        corpus_prompt=prompts.document,
     )
 
 
@@ -76,6 +80,19 @@ def embedding_learning_rate_mapping(loss, learning_rate: float) -> dict[str, flo
     embeddings = loss.model[0].auto_model.get_input_embeddings().weight
     name = next(n for n, p in loss.named_parameters() if p is embeddings)
     return {f"^{re.escape(name)}$": learning_rate}
+
+
+def duplicate_free_shortfall(columns: dict[str, list[str]], batch_size: int) -> tuple[int, int] | None:
+    """(distinct passages, passages one duplicate-free batch needs) when the batches cannot be filled, else None.
+
+    A duplicate-free batch holds ``batch_size`` rows with no text twice, so it needs ``batch_size`` different
+    passages per passage column (positive, negative). With fewer, the sampler yields no full batch at all and
+    training would silently take zero steps.
+    """
+    passage_columns = [name for name in columns if name != "anchor"]
+    distinct = len(set().union(*(columns[name] for name in passage_columns)))
+    needed = batch_size * len(passage_columns)
+    return (distinct, needed) if distinct < needed else None
 
 
 def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
@@ -171,7 +188,7 @@ class TrainProgress(TrainerCallback):
 
 
 def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
-                  vocabulary_extended: bool, val_metric: str, is_writer: bool):
+                  vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS):
     """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
 
     Returns (trainer, best-model keeper).
@@ -216,6 +233,9 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         data_seed=params.seed,
         eval_strategy="steps" if evaluator else "no",
         eval_steps=max(1, steps // params.evals_per_epoch),
+        # Step 0 is the base model: a candidate in model selection like every later step.
+        eval_on_start=evaluator is not None,
+        prompts=prompts.for_training(list(train_data.column_names)),
         save_strategy="steps",
         save_steps=save_steps(max(1, int(steps * params.epochs)), params.checkpoint_fraction),
         save_total_limit=2,

@@ -8,7 +8,11 @@ encoded, under ``data/embedding_cache/`` (a ``persist: true`` DVC output)::
     st-<key>/meta.json         what the key stands for (model content hash, max_seq_length)
     st-<key>/<name>.npz        one shard per encoded block: hashes uint8[n, 32], vectors float32[n, dim]
 
-* The key hashes the model folder's content (``model_source.content_hash``) and
+* A vector is stored under the hash of its text and the prompt put before it
+  (``text_hash``), so one model's query and document vectors of the same
+  text never mix, and changing a prompt re-encodes only what it touches.
+
+* The key hashes the model folder's content (``files.content_hash``) and
   the settings that change a vector, so a retrained model gets a fresh folder
   and an unchanged base model keeps its vectors.
 * A shard is written to a ``.tmp`` file and renamed: a killed run leaves whole
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib.files import write_json
+from stages.lib.files import content_hash, write_json
 
 LOCAL_PREFIX = "st-"
 SHARD_SUFFIX = ".npz"
@@ -45,8 +49,11 @@ MAX_SHARDS = 64
 MAX_STALE_SHARE = 0.5
 
 
-def text_hash(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
+def text_hash(text: str, prompt: str = "") -> bytes:
+    """The key of one model input: the text, and the prompt put before it (part of what the vector depends on)."""
+    if not prompt:
+        return hashlib.sha256(text.encode("utf-8")).digest()
+    return hashlib.sha256(prompt.encode("utf-8") + b"\0" + text.encode("utf-8")).digest()
 
 
 def model_cache_name(model_content_hash: str, max_seq_length: int) -> str:
@@ -173,8 +180,6 @@ class VectorCache:
 
 def open_model_cache(root: Path, model_dir: Path, max_seq_length: int) -> VectorCache:
     """The cache of the model in ``model_dir`` (identified by its content, wherever it lives)."""
-    from stages.lib.model_source import content_hash
-
     content = content_hash(model_dir)
     meta = {"model_dir": str(model_dir), "content_hash": content, "max_seq_length": max_seq_length}
     return VectorCache(root / model_cache_name(content, max_seq_length), meta)
@@ -182,8 +187,6 @@ def open_model_cache(root: Path, model_dir: Path, max_seq_length: int) -> Vector
 
 def open_model_cache_read_only(root: Path, model_dir: Path, max_seq_length: int) -> VectorCache:
     """The same model's stored vectors in a memory-only cache: reading them changes nothing on disk."""
-    from stages.lib.model_source import content_hash
-
     stored = VectorCache(None)  # no folder: what it adds stays in memory
     folder = root / model_cache_name(content_hash(model_dir), max_seq_length)
     if folder.is_dir():
