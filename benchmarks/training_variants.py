@@ -200,7 +200,7 @@ def markdown_table(results: dict) -> str:
         for law in laws:
             entry = results[law].get(name)
             if entry is None or "error" in entry:
-                cells += ["", "not run" if entry is None else "fails: " + entry["error"][:80], ""]
+                cells += ["", "not run" if entry is None else "cannot run: " + entry["error"].split(":")[0], ""]
                 continue
             zh = entry["golden_val"]["zh"]
             cells += [f"{entry['train_stage_seconds']:.0f}", f"{zh['finetuned']['hit@5']:.3f} / {zh['finetuned']['mrr@10']:.3f}",
@@ -231,9 +231,12 @@ def main() -> None:
             try:
                 result = run_variant(law, name, VARIANTS[name], args.work)
             except SystemExit as failure:  # e.g. batches a small corpus cannot fill: recorded, the rest still runs
-                last_line = str(failure).strip().splitlines()[-1]
-                results.setdefault(law, {})[name] = {"changes": VARIANTS[name], "error": last_line}
-                print(f"[variants] {law} / {name} failed: {last_line}", flush=True)
+                text = str(failure)
+                # The stage's one-paragraph error, unwrapped (the output's last lines otherwise).
+                message = " ".join((text.split("ERROR in stage", 1)[1].split("\n", 1)[1] if "ERROR in stage" in text
+                                    else "\n".join(text.strip().splitlines()[-3:])).split())
+                results.setdefault(law, {})[name] = {"changes": VARIANTS[name], "error": message}
+                print(f"[variants] {law} / {name} failed: {message}", flush=True)
                 RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
                 continue
             results.setdefault(law, {})[name] = result

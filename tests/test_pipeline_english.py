@@ -13,7 +13,7 @@ def test_english_markdown_pipeline(tmp_path):
         "sample": {"laws": ["中华人民共和国国歌法"]},
         "corpus": {"documents_dir": "docs", "chunk_size": 48, "split": {"val_fraction": 0.2, "test_fraction": 0.3}},
         "model": {"max_seq_length": 64, **MINILM},
-        "train": {"epochs": 1, "batch_size": 8},
+        "train": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
         "evaluate": {"llamaindex_check": False},
     }, git=False)
     shutil.copytree(REPO_ROOT / "tests/data/en_docs", project / "docs")
