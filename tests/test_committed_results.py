@@ -27,7 +27,11 @@ def test_fresh_clone_has_nothing_to_reproduce(fresh_clone):
 def test_committed_metrics_meet_the_targets(fresh_clone):
     metrics = json.loads((fresh_clone / "metrics/eval.json").read_text())
     assert metrics["test_queries"] >= 100
-    assert metrics["finetuned"]["hit@5"] >= 2 * metrics["base"]["hit@5"]
+    # What the README says of the synthetic split: BM25 wins there against either dense model.
+    assert metrics["bm25"]["hit@5"] > max(metrics["base"]["hit@5"], metrics["finetuned"]["hit@5"])
+    train = json.loads((fresh_clone / "metrics/train.json").read_text())
+    assert train["selected_on"] == "golden val" and train["base_model_selected"] == 0
+    assert train["best_val_ndcg@10"] > train["val_ndcg@10_base"]
 
 
 def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
@@ -37,15 +41,17 @@ def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
     for name in ("base", "finetuned", "bm25", "hybrid"):
         for metric in ("hit@5", "mrr@10"):
             assert golden[name][f"{metric}_ci_low"] <= golden[name][metric] <= golden[name][f"{metric}_ci_high"]
-    # What the README says of these questions: fine-tuning more than quadruples the base model's hit@5,
-    # BM25 still beats the fine-tuned model alone (interval below 0), and the hybrid is not shown to
-    # differ from BM25 (interval across 0); no claim that it beats BM25.
-    assert golden["finetuned"]["hit@5"] >= 4 * golden["base"]["hit@5"]
+    # What the README says of these questions: fine-tuning beats the base model (intervals above 0), the
+    # fine-tuned model alone is not shown to beat BM25 (interval across 0), the hybrid beats BM25 on both
+    # metrics (intervals above 0), and English questions about the Chinese law reach hit@5 0.5.
     for metric in ("hit@5", "mrr@10"):
-        assert golden["finetuned"][f"{metric}_diff_vs_bm25_ci_high"] < 0
-        assert golden["hybrid"][f"{metric}_diff_vs_bm25_ci_low"] <= 0 <= golden["hybrid"][f"{metric}_diff_vs_bm25_ci_high"]
+        assert golden["finetuned"][f"{metric}_diff_vs_base_ci_low"] > 0
+        assert golden["hybrid"][f"{metric}_diff_vs_bm25_ci_low"] > 0
+    assert golden["finetuned"]["hit@5_diff_vs_bm25_ci_low"] <= 0 <= golden["finetuned"]["hit@5_diff_vs_bm25_ci_high"]
+    assert metrics["golden_test_en_incl_trained_passages"]["finetuned"]["hit@5"] >= 0.5
     assert metrics["tuning_queries"] > 0  # the fusion was chosen on golden val, not on a test set
     assert metrics["hybrid_fusion"] in ("rrf", "convex")
+    assert metrics["llamaindex_finetuned_hit@5"] == metrics["ours_on_llamaindex_sample_hit@5"]
 
 
 def test_metrics_diff_compares_two_revisions_without_a_remote(fresh_clone, tmp_path):
