@@ -59,7 +59,8 @@ def run_pair(model: str, law: str, root: Path) -> dict:
         train = json.loads((project / "metrics/train.json").read_text(encoding="utf-8"))
     keep = ("hit@5", "hit@5_ci_low", "hit@5_ci_high", "mrr@10", "mrr@10_ci_low", "mrr@10_ci_high",
             "hit@5_diff_vs_base", "hit@5_diff_vs_base_ci_low", "hit@5_diff_vs_base_ci_high",
-            "mrr@10_diff_vs_base", "mrr@10_diff_vs_base_ci_low", "mrr@10_diff_vs_base_ci_high")
+            "mrr@10_diff_vs_base", "mrr@10_diff_vs_base_ci_low", "mrr@10_diff_vs_base_ci_high",
+            "hit@5_diff_vs_bm25", "hit@5_diff_vs_bm25_ci_low", "hit@5_diff_vs_bm25_ci_high")
     return {
         "repro_seconds": round(seconds, 1), "train_seconds": train["train_seconds"], "best_step": train["best_step"],
         **{language: {"queries": metrics[name]["queries"],
@@ -73,13 +74,15 @@ def readme_table(results: dict) -> str:
     def cell(row: dict) -> str:
         return f"{row['hit@5']:.3f} [{row['hit@5_ci_low']:.3f}, {row['hit@5_ci_high']:.3f}]"
 
-    def gain(row: dict) -> str:
-        return (f"{row['hit@5_diff_vs_base']:+.3f} [{row['hit@5_diff_vs_base_ci_low']:+.3f}, "
-                f"{row['hit@5_diff_vs_base_ci_high']:+.3f}]")
+    def gain(row: dict, against: str) -> str:
+        key = f"hit@5_diff_vs_{against}"
+        if key not in row:  # a result from before this column was kept
+            return "–"
+        return f"{row[key]:+.3f} [{row[key + '_ci_low']:+.3f}, {row[key + '_ci_high']:+.3f}]"
 
     lines = ["| base model | law | golden test zh hit@5: base | fine-tuned | fine-tuned − base | BM25 | "
-             "golden test en hit@5: fine-tuned |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "fine-tuned − BM25 | hybrid − BM25 | golden test en hit@5: fine-tuned |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model in BASE_MODELS:
         for law in JUDGES:
             entry = results.get(model, {}).get(law)
@@ -87,7 +90,8 @@ def readme_table(results: dict) -> str:
                 continue
             zh, en = entry["zh"], entry.get("en")
             lines.append(f"| {model} | {LAW_NAMES[law]} ({zh['queries']} zh, {en['queries'] if en else 0} en) | "
-                         f"{cell(zh['base'])} | {cell(zh['finetuned'])} | {gain(zh['finetuned'])} | {cell(zh['bm25'])} | "
+                         f"{cell(zh['base'])} | {cell(zh['finetuned'])} | {gain(zh['finetuned'], 'base')} | {cell(zh['bm25'])} | "
+                         f"{gain(zh['finetuned'], 'bm25')} | {gain(zh['hybrid'], 'bm25')} | "
                          f"{cell(en['finetuned']) if en else '–'} |")
     return "\n".join(lines)
 

@@ -7,10 +7,9 @@ uninterrupted single-process run is the reference.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -31,14 +30,16 @@ def complete_checkpoint_steps(project: Path) -> list[int]:
     return sorted(int(p.parent.name.split("-")[-1]) for p in project.glob("models/.train-work/*/checkpoint-*/trainer_state.json"))
 
 
-def training_process(dvc: subprocess.Popen) -> psutil.Process | None:
+def training_processes(dvc: subprocess.Popen) -> list[psutil.Process]:
+    """Every process under dvc that runs the train stage: the shell dvc starts may wrap the Python process."""
+    found = []
     for child in psutil.Process(dvc.pid).children(recursive=True):
         try:
             if "stages.train" in " ".join(child.cmdline()):
-                return child
+                found.append(child)
         except psutil.NoSuchProcess:
             continue
-    return None
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,14 @@ def test_kill_9_mid_training_then_repro_resumes_to_the_same_model(reference, tmp
     while time.time() < deadline and not [s for s in complete_checkpoint_steps(project) if s >= total // 3]:
         assert dvc.poll() is None, dvc.stdout.read()
         time.sleep(0.2)
-    trainer = training_process(dvc)
-    assert trainer is not None
-    os.kill(trainer.pid, signal.SIGKILL)  # no chance to clean up, as with an OOM kill or a lost machine
+    trainers = training_processes(dvc)
+    assert trainers
+    for trainer in trainers:  # SIGKILL: no chance to clean up, as with an OOM kill or a lost machine
+        with contextlib.suppress(psutil.NoSuchProcess):
+            trainer.kill()
+    # Only once no trainer is left can the checkpoints on disk be counted: a survivor would go on saving.
+    _, alive = psutil.wait_procs(trainers, timeout=60)
+    assert not alive
     dvc.wait(timeout=120)
     assert dvc.returncode != 0
     saved = complete_checkpoint_steps(project)
