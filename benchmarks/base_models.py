@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -116,11 +115,11 @@ def main() -> None:
     print(table)
     if args.readme:
         text = README.read_text(encoding="utf-8")
-        start, end = "<!-- base-models:start -->\n", "\n<!-- base-models:end -->"
-        if start not in text:
+        start, end = "<!-- base-models:start -->", "<!-- base-models:end -->"
+        if start not in text or end not in text:
             raise SystemExit("README has no base-models table markers")
-        README.write_text(re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: start + table + end, text,
-                                 flags=re.DOTALL), encoding="utf-8")
+        before, rest = text.split(start, 1)
+        README.write_text(before + start + "\n" + table + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
 
 
 if __name__ == "__main__":
