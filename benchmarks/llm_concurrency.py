@@ -33,9 +33,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from stages.lib.chunking import Chunk
-from stages.lib.llm_questions import generate_with_llm
-from stages.lib.params import LLMParams
+from stages.lib.common.params import LLMParams
+from stages.lib.documents.chunking import Chunk
+from stages.lib.questions.llm import generate_with_llm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "seed_generator.json"
 TOPICS = ["证券发行", "信息披露", "上市公司收购", "内幕交易", "投资者保护", "证券公司", "证券登记结算", "法律责任"]

@@ -41,7 +41,7 @@ README_START, README_END = "<!-- scale-table:start -->", "<!-- scale-table:end -
 
 def select_laws(size: str) -> list[str]:
     """The Securities Law, then others in a fixed pseudo-random order; 'all' for the whole database."""
-    from stages.lib.law_pdf import ALL_LAWS, law_database, read_laws
+    from stages.lib.documents.law_pdf import ALL_LAWS, law_database, read_laws
 
     if size == "all":
         return [ALL_LAWS]

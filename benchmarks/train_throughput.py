@@ -82,10 +82,11 @@ def measure(steps: int, warmup: int) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from stages.lib.device import cpu_threads, resolve_hardware
-    from stages.lib.params import load_params
-    from stages.lib.progress import quiet_library_bars
-    from stages.lib.training import build_trainer
+    from stages.lib.common.cores import cpu_threads
+    from stages.lib.common.params import load_params
+    from stages.lib.common.progress import quiet_library_bars
+    from stages.lib.models.hardware import resolve_hardware
+    from stages.lib.training.trainer import build_trainer
     from stages.train import VAL_METRIC, build_inputs
 
     quiet_library_bars()

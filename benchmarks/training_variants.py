@@ -115,14 +115,14 @@ def prepared_project(law: str, root: Path) -> Path:
 
 def golden_val_scores(project: Path) -> dict[str, dict]:
     """Base, fine-tuned, BM25 and the best fusion (chosen on these same val questions) per golden val language."""
-    from stages.lib.corpus_io import load_chunks
-    from stages.lib.dense_encoding import LazySentenceEncoder
-    from stages.lib.device import resolve_device
-    from stages.lib.fusion import candidates, choose_fusion
-    from stages.lib.golden import golden_datasets, load_golden
-    from stages.lib.params import parse_params
-    from stages.lib.prompts import resolve_prompts
-    from stages.lib.retrieval import BM25Index, dense_rank, retrieval_metrics
+    from stages.lib.common.params import parse_params
+    from stages.lib.documents.chunk_file import load_chunks
+    from stages.lib.models.hardware import resolve_device
+    from stages.lib.models.prompts import resolve_prompts
+    from stages.lib.retrieval.dense_encoding import LazySentenceEncoder
+    from stages.lib.retrieval.fusion import candidates, choose_fusion
+    from stages.lib.retrieval.golden import golden_datasets, load_golden
+    from stages.lib.retrieval.rankers import BM25Index, dense_rank, retrieval_metrics
 
     params = parse_params((project / "params.yaml").read_text(encoding="utf-8"))
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, project / "models/base")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stages.lib.errors import run_stage
-from stages.lib.model_source import materialise, packaged_revision
-from stages.lib.params import PACKAGE_PREFIX, load_params
+from stages.lib.common.errors import run_stage
+from stages.lib.common.params import PACKAGE_PREFIX, load_params
+from stages.lib.models.sources import materialise, packaged_revision
 
 OUTPUT_DIR = Path("models/base")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib.errors import run_stage
-from stages.lib.params import load_params
+from stages.lib.common.errors import run_stage
+from stages.lib.common.params import load_params
 
 OUTPUT = Path("data/params_checked.txt")
 STAMP = ("params.yaml passed validation (stages/check_params.py). Every stage depends on this file, so a bad\n"

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from stages.lib.chunking import SPLITS, make_chunks
-from stages.lib.corpus_io import CHUNKS_FILE, DOCUMENTS_FILE
-from stages.lib.documents import load_documents
-from stages.lib.errors import UserError, run_stage
-from stages.lib.files import write_json, write_jsonl
-from stages.lib.params import load_params
+from stages.lib.common.errors import UserError, run_stage
+from stages.lib.common.files import write_json, write_jsonl
+from stages.lib.common.params import load_params
+from stages.lib.documents.chunk_file import CHUNKS_FILE, DOCUMENTS_FILE
+from stages.lib.documents.chunking import SPLITS, make_chunks
+from stages.lib.documents.readers import load_documents
 
 METRICS_FILE = Path("metrics/corpus.json")
 

@@ -22,29 +22,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.lib.api_embeddings import CachedAPIEmbedder, resolve_model_name
-from stages.lib.corpus_io import load_chunks
-from stages.lib.dense_encoding import EvalVectors, LazySentenceEncoder, encode_eval_texts
-from stages.lib.device import resolve_device
-from stages.lib.errors import UserError, run_stage
-from stages.lib.files import write_json, write_jsonl
-from stages.lib.fusion import RRF, Fusion, FusionChoice, candidates, choose_fusion, fuse
-from stages.lib.intervals import format_gain, format_interval_table, intervals, per_query
-from stages.lib.llm_client import Endpoint, load_endpoint
-from stages.lib.params import EvaluateParams, load_params
-from stages.lib.phase_timer import PhaseTimer
-from stages.lib.prompts import NO_PROMPTS, Prompts, resolve_prompts
-from stages.lib.qa_dataset import QADataset
-from stages.lib.question_sets import SYNTHETIC_TEST, QuestionSets, build_question_sets
-from stages.lib.retrieval import (
-    BM25Index,
-    Ranking,
-    dense_rank,
-    first_relevant_rank,
-    format_table,
-    retrieval_metrics,
-)
-from stages.lib.vector_cache import VectorCache, open_model_cache, prune_model_caches
+from stages.lib.common.endpoint import Endpoint, load_endpoint
+from stages.lib.common.errors import UserError, run_stage
+from stages.lib.common.files import write_json, write_jsonl
+from stages.lib.common.params import EvaluateParams, load_params
+from stages.lib.common.timers import PhaseTimer
+from stages.lib.documents.chunk_file import load_chunks
+from stages.lib.models.hardware import resolve_device
+from stages.lib.models.prompts import NO_PROMPTS, Prompts, resolve_prompts
+from stages.lib.questions.qa_dataset import QADataset
+from stages.lib.retrieval.api_embeddings import CachedAPIEmbedder, resolve_model_name
+from stages.lib.retrieval.dense_encoding import EvalVectors, LazySentenceEncoder, encode_eval_texts
+from stages.lib.retrieval.fusion import RRF, Fusion, FusionChoice, candidates, choose_fusion, fuse
+from stages.lib.retrieval.intervals import format_gain, format_interval_table, intervals, per_query
+from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets, build_question_sets
+from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank, first_relevant_rank, format_table, retrieval_metrics
+from stages.lib.retrieval.vector_cache import VectorCache, open_model_cache, prune_model_caches
 
 QUESTIONS_FILE = Path("data/questions/test.json")
 VAL_FILE = Path("data/questions/val.json")
@@ -110,7 +103,7 @@ def main() -> None:
 
     # 4. llama-index cross-check on a seeded sample, against our ranking of the same sample.
     if params.llamaindex_check:
-        from stages.lib.llamaindex_check import cross_check
+        from stages.lib.retrieval.llamaindex_check import cross_check
 
         with timer("llama-index check"):
             summary.update(cross_check(

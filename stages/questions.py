@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from stages.lib.chunking import SPLITS
-from stages.lib.corpus_io import load_chunks
-from stages.lib.errors import run_stage
-from stages.lib.files import write_json
-from stages.lib.llm_client import env_or_param
-from stages.lib.llm_questions import generate_with_llm
-from stages.lib.offline_questions import generate_offline, inverse_document_frequency
-from stages.lib.params import load_params
-from stages.lib.qa_dataset import build_dataset
+from stages.lib.common.endpoint import env_or_param
+from stages.lib.common.errors import run_stage
+from stages.lib.common.files import write_json
+from stages.lib.common.params import load_params
+from stages.lib.documents.chunk_file import load_chunks
+from stages.lib.documents.chunking import SPLITS
+from stages.lib.questions.llm import generate_with_llm
+from stages.lib.questions.offline import generate_offline, inverse_document_frequency
+from stages.lib.questions.qa_dataset import build_dataset
 
 OUTPUT_DIR = Path("data/questions")
 METRICS_FILE = Path("metrics/questions.json")
@@ -38,7 +38,7 @@ def main() -> None:
         if params.generator == "llm":
             run = generate_with_llm(chunks, params.llm, model, STORE_DIR, params.max_query_chars)
         else:
-            from stages.lib.llamaindex_questions import generate_with_llamaindex
+            from stages.lib.questions.llamaindex import generate_with_llamaindex
 
             run = generate_with_llamaindex(chunks, params.llm, model, STORE_DIR)
         generated = run.queries

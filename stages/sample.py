@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib.errors import run_stage
-from stages.lib.files import replacing_directory
-from stages.lib.law_pdf import law_database, read_laws, render_laws
-from stages.lib.params import load_params
+from stages.lib.common.errors import run_stage
+from stages.lib.common.files import replacing_directory
+from stages.lib.common.params import load_params
+from stages.lib.documents.law_pdf import law_database, read_laws, render_laws
 
 OUTPUT_DIR = Path("data/sample")
 

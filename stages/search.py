@@ -19,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib.chunking import Chunk
-from stages.lib.corpus_io import load_chunks
-from stages.lib.dense_encoding import LazySentenceEncoder, encode_texts
-from stages.lib.device import resolve_device
-from stages.lib.errors import UserError, run_stage
-from stages.lib.files import read_json
-from stages.lib.fusion import RRF, Fusion, candidates, fuse
-from stages.lib.golden import golden_datasets, load_golden
-from stages.lib.params import Params, load_params
-from stages.lib.prompts import resolve_prompts
-from stages.lib.qa_dataset import QADataset, normalize_query
-from stages.lib.retrieval import BM25Index, Ranking, dense_rank
-from stages.lib.vector_cache import open_model_cache_read_only
+from stages.lib.common.errors import UserError, run_stage
+from stages.lib.common.files import read_json
+from stages.lib.common.params import Params, load_params
+from stages.lib.documents.chunk_file import load_chunks
+from stages.lib.documents.chunking import Chunk
+from stages.lib.models.hardware import resolve_device
+from stages.lib.models.prompts import resolve_prompts
+from stages.lib.questions.qa_dataset import QADataset, normalize_query
+from stages.lib.retrieval.dense_encoding import LazySentenceEncoder, encode_texts
+from stages.lib.retrieval.fusion import RRF, Fusion, candidates, fuse
+from stages.lib.retrieval.golden import golden_datasets, load_golden
+from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank
+from stages.lib.retrieval.vector_cache import open_model_cache_read_only
 
 MODELS = {"base": (Path("models/base"), "base_model"), "finetuned": (Path("models/finetuned"), "train")}
 QUESTION_FILES = {split: Path(f"data/questions/{split}.json") for split in ("train", "val", "test")}

