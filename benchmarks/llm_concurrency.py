@@ -33,12 +33,19 @@ import time
 import urllib.request
 from pathlib import Path
 
-from stages.lib.common.params import LLMParams
+from stages.lib.common.params import LLMParams, load_params
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.llm import generate_with_llm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "seed_generator.json"
+PARAMS_FILE = Path(__file__).resolve().parent.parent / "params.yaml"
 TOPICS = ["证券发行", "信息披露", "上市公司收购", "内幕交易", "投资者保护", "证券公司", "证券登记结算", "法律责任"]
+
+
+def _llm_params(**overrides) -> LLMParams:
+    """The repository's questions.llm settings (params.yaml, the one source of values) with ``overrides``,
+    validated."""
+    return LLMParams.model_validate({**load_params(PARAMS_FILE).questions.llm.model_dump(), **overrides})
 
 
 def synthetic_chunks(n: int) -> list[Chunk]:
@@ -50,7 +57,7 @@ def synthetic_chunks(n: int) -> list[Chunk]:
 
 
 def timed_run(chunks: list[Chunk], concurrency: int) -> tuple[float, dict]:
-    params = LLMParams(model="bench", concurrency=concurrency, max_attempts=3)
+    params = _llm_params(model="bench", concurrency=concurrency, max_attempts=3)
     with tempfile.TemporaryDirectory() as store:
         started = time.perf_counter()
         run = generate_with_llm(chunks, params, "bench", Path(store), 120, show_progress=False)
@@ -83,7 +90,7 @@ def run_generator(which: str, n_chunks: int, folder: Path) -> None:
     """One generator over the benchmark chunks, keeping its progress in ``folder`` (run in a worker process)."""
     chunks = synthetic_chunks(n_chunks)
     if which == "ours":
-        params = LLMParams(model="bench", concurrency=16, max_attempts=6, initial_backoff_s=0.5)
+        params = _llm_params(model="bench", concurrency=16, max_attempts=6, initial_backoff_s=0.5)
         generate_with_llm(chunks, params, "bench", folder, 120, show_progress=False)
         return
     from llama_index.core.schema import TextNode

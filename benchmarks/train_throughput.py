@@ -86,8 +86,8 @@ def measure(steps: int, warmup: int) -> dict:
     from stages.lib.common.params import load_params
     from stages.lib.common.progress import quiet_library_bars
     from stages.lib.models.hardware import resolve_hardware
+    from stages.lib.training.inputs import VAL_METRIC, build_inputs
     from stages.lib.training.trainer import build_trainer
-    from stages.train import VAL_METRIC, build_inputs
 
     quiet_library_bars()
     params = load_params()

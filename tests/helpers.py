@@ -8,11 +8,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ruamel.yaml import YAML
 
+if TYPE_CHECKING:
+    from stages.lib.common.params import Params
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvcignore", ".gitignore", "data/golden", "plots")
+
+
+def repository_params() -> Params:
+    """The repository's params.yaml, validated: the one source of param values (the schema has no defaults).
+    Tests that need a section take it from here, e.g. ``repository_params().train.model_copy(update={...})``."""
+    from stages.lib.common.params import load_params
+
+    return load_params(REPO_ROOT / "params.yaml")
 
 
 def command_env() -> dict[str, str]:
@@ -105,8 +117,9 @@ TINY_ZH_PARAMS = {
     "corpus": {"chunk_size": 80, "split": {"val_fraction": 0.15, "test_fraction": 0.25}},
     "model": {"max_seq_length": 96, **MINILM},
     # MiniLM's recipe (an extended vocabulary learns at 1e-4), not the multilingual default's 2e-5.
-    "train": {"epochs": 1, "batch_size": 8, "evals_per_epoch": 1, "learning_rate": 1e-4},
-    "evaluate": {"batch_size": 32},
+    "train": {"epochs": 1, "batch_size": 8, "evals_per_epoch": 1, "learning_rate": 1e-4, "max_pairs": 120},
+    # The llama-index cross-check only has to agree with ours, on a sample small enough for CI.
+    "evaluate": {"batch_size": 32, "llamaindex_check_queries": 20, "llamaindex_check_corpus": 40},
 }
 
 

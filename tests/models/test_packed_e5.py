@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stages.lib.models.packed_e5 import PROMPTS, PackedModelError, read_packed_e5, write_sentence_transformer
 
 from stages.lib.common.files import content_hash
 from stages.lib.models.charsmap import precompiled_charsmap
+from stages.lib.models.packed_e5 import PROMPTS, PackedModelError, read_packed_e5, write_sentence_transformer
 from stages.lib.models.sources import CONVERTED_PACKAGES, package_root
 from tests.helpers import REPO_ROOT, make_project, run, stage_run
 

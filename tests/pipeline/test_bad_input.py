@@ -43,6 +43,18 @@ def test_unknown_param_key(project):
     assert_clean_failure(stage_run("corpus", project), "params.yaml", "corpus.chunk_sise", "unknown key")
 
 
+def test_missing_param_key(tmp_path):
+    # params.yaml is the one source of values (the schema has no defaults): a deleted key stops the run
+    # with the key and the value the committed file gives it.
+    committed = make_project(tmp_path / "committed", TINY_ZH_PARAMS)
+    path = committed / "params.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("  epochs: 1\n", "", 1), encoding="utf-8")
+    result = stage_run("check_params", committed)
+    assert_clean_failure(result, "params.yaml")
+    message = " ".join((result.stderr + result.stdout).split())
+    assert "missing key 'train.epochs' (committed value: 1)" in message, message
+
+
 def test_wrong_param_type(project):
     update_params(project, {"evaluate": {"k_values": "five"}})
     assert_clean_failure(stage_run("evaluate", project), "evaluate.k_values", "'five'")

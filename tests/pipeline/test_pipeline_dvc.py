@@ -121,7 +121,7 @@ def test_seed_recipe_row_reruns_only_its_stage_and_evaluate(project):
     path, _ = project
     trained = (path / "models/finetuned/model.safetensors").read_bytes()
     questions = (path / "data/questions/train.json").read_bytes()
-    update_params(path, {"seed_recipe": {"enabled": True}})
+    update_params(path, {"seed_recipe": {"enabled": True, "epochs": 1}})  # one epoch: the row, not its quality
     assert repro(path) == ["check_params", "seed_recipe", "evaluate"]  # never train or questions
     metrics = read_json(path / "metrics/eval.json")
     assert set(metrics["seed_recipe"]) >= {"hit@1", "hit@5", "mrr@10", "ndcg@10"}

@@ -8,14 +8,13 @@ import re
 import pytest
 
 from stages.lib.common.errors import UserError
-from stages.lib.common.params import LLMParams
 from stages.lib.questions.llamaindex import SEED_QUESTIONS_PER_CHUNK, generate_with_llamaindex, progress_file
 from stages.lib.questions.qa_dataset import build_dataset
-from tests.helpers import TINY_ZH_PARAMS, make_project, stage_run
+from tests.helpers import TINY_ZH_PARAMS, make_project, repository_params, stage_run
 from tests.openai_stub import Scripted, StubOpenAI
 from tests.questions.test_llm import CHUNKS
 
-PARAMS = LLMParams(timeout_s=5.0)
+PARAMS = repository_params().questions.llm.model_copy(update={"timeout_s": 5.0})
 
 
 def _generate(tmp_path):

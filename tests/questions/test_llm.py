@@ -10,11 +10,11 @@ from collections import Counter
 import pytest
 
 from stages.lib.common.errors import UserError
-from stages.lib.common.params import LLMParams
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.llm import generate_with_llm
 from stages.lib.questions.llm_client import RetryPolicy
 from stages.lib.questions.llm_prompts import build_prompt, copied_fraction, filter_questions, parse_questions
+from tests.helpers import repository_params
 from tests.openai_stub import Scripted
 
 CHUNKS = [
@@ -22,7 +22,8 @@ CHUNKS = [
           ("train", "val", "test")[i % 3], "zh", "第六章 证券公司", i, 40)
     for i in range(12)
 ] + [Chunk("e1", "A broker shall keep a record of every margin loan for five years.", "guide.md", "train", "en", "", 0, 14)]
-FAST = LLMParams(concurrency=4, initial_backoff_s=0.05, max_backoff_s=2.0, timeout_s=5.0, max_attempts=4)
+FAST = repository_params().questions.llm.model_copy(
+    update={"concurrency": 4, "initial_backoff_s": 0.05, "max_backoff_s": 2.0, "timeout_s": 5.0, "max_attempts": 4})
 
 
 def generate(tmp_path, params=FAST, chunks=CHUNKS):

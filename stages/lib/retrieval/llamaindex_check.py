@@ -61,3 +61,11 @@ def cross_check(model_dir: str, device: str, max_seq_length: int, test: QADatase
         "llamaindex_sample_queries": len(sample.query_ids),
         "llamaindex_sample_corpus": len(sample.corpus_ids),
     }
+
+
+def warn_if_apart(check: dict, top_k: int) -> None:
+    """Warn when the two hit rates of ``cross_check``'s result differ by more than one query of the sample."""
+    theirs, ours = check[f"llamaindex_finetuned_hit@{top_k}"], check[f"ours_on_llamaindex_sample_hit@{top_k}"]
+    if abs(theirs - ours) > 1.0 / check["llamaindex_sample_queries"] + 1e-9:
+        print(f"[evaluate] WARNING: llama-index retriever hit@{top_k} {theirs} differs from ours {ours} "
+              "on the same sample by more than one query")

@@ -21,6 +21,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from stages.lib.common.params import Params
+from stages.lib.models.hardware import Hardware
+
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # Written last by the transformers Trainer: a checkpoint without it was cut short.
 COMPLETE_MARKER = "trainer_state.json"
@@ -45,6 +48,23 @@ def fingerprint(settings: dict[str, Any], files: Iterable[Path], folders: Iterab
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             digest.update(f"\0{path.relative_to(folder).as_posix()}\0{file_digest(path)}".encode())
     return digest.hexdigest()[:16]
+
+
+def fingerprint_settings(params: Params, hardware: Hardware) -> dict:
+    import sentence_transformers
+    import torch
+    import transformers
+
+    # Knobs that change how training runs but not its result stay out, so that
+    # e.g. a different checkpoint interval can still resume.
+    train = params.train.model_dump(exclude={"processes", "checkpoint_fraction", "checkpoint_minutes", "gradient_checkpointing"})
+    return {
+        "train": train,
+        "max_seq_length": params.model.max_seq_length,
+        "device": hardware.device,
+        "precision": hardware.precision,
+        "versions": [torch.__version__, transformers.__version__, sentence_transformers.__version__],
+    }
 
 
 def prepare_work_dir(root: Path, key: str) -> tuple[Path, list[str]]:
@@ -80,6 +100,20 @@ def remove_incomplete_checkpoints(work: Path) -> list[Path]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
+
+
+def resume_point(root: Path, key: str, writer: bool, say) -> tuple[Path, Path | None]:
+    """This run's work folder ``root/key`` (rank 0 discards the others) and its latest complete checkpoint."""
+    if not writer:
+        return root / key, latest_complete_checkpoint(root / key)
+    work, discarded = prepare_work_dir(root, key)
+    if discarded:
+        say(f"[train] discarded checkpoints of earlier runs with other inputs: {', '.join(discarded)}")
+    remove_incomplete_checkpoints(work)
+    resume = latest_complete_checkpoint(work)
+    if resume is not None:
+        say(f"[train] resuming from {resume} (step {checkpoint_step(resume)})")
+    return work, resume
 
 
 def save_steps(total_steps: int, fraction: float) -> int:

@@ -1,9 +1,17 @@
-"""What a training run reports: loss and validation curves for ``dvc plots``."""
+"""What a training run reports: the loss and validation curves for ``dvc plots``, read from the
+Trainer's log history, and the figures of ``metrics/train.json`` (hardware, vocabulary coverage,
+pairs, model selection, loss, the cost of checkpointing), assembled from the run's inputs, its
+Trainer and its best-model keeper.
+"""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+
+from stages.lib.common.params import Params
+from stages.lib.models.hardware import Hardware
+from stages.lib.training.inputs import Built
 
 
 def curves_from_history(log_history: list[dict], metric_prefix: str) -> tuple[list[dict], list[dict]]:
@@ -28,3 +36,42 @@ def write_curve(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def write_curves(curves_dir: Path, log_history: list[dict], metric_prefix: str) -> list[dict]:
+    """``loss.csv`` and ``val.csv`` in ``curves_dir``; returns the loss rows, which the metrics average."""
+    loss_rows, val_rows = curves_from_history(log_history, metric_prefix)
+    write_curve(curves_dir / "loss.csv", loss_rows)
+    write_curve(curves_dir / "val.csv", val_rows)
+    return loss_rows
+
+
+def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, keeper, loss_rows: list[dict],
+                     resumed_from: int, train_seconds: float) -> dict:
+    steps_this_run = trainer.state.global_step - resumed_from
+    return {
+        "device": hardware.device,
+        "precision": hardware.precision,
+        "processes": hardware.processes,
+        "unk_rate_before": round(built.coverage_before, 4),
+        "unk_rate_after": round(built.coverage_after, 4),
+        "tokens_added": built.tokens_added,
+        "token_embeddings_frozen": int(built.embeddings_frozen),
+        "train_pairs": built.n_pairs,
+        "train_pairs_available": built.n_pairs_available,
+        "val_queries": built.val_queries,
+        "val_corpus": built.val_corpus,
+        "learning_rate": params.train.learning_rate,
+        "steps": trainer.state.global_step,
+        "resumed_from_step": resumed_from,
+        "best_step": keeper.best_step or 0,
+        # Model selection: where, the base model's own score there (step 0), and whether it won.
+        "selected_on": built.val_source,
+        "val_ndcg@10_base": round(keeper.scores.get(0, 0.0), 4),
+        "base_model_selected": int(keeper.best_step == 0),
+        # Over the whole run, resumed or not (the Trainer's own figure covers only this process's steps).
+        "train_loss": round(sum(r["loss"] for r in loss_rows) / len(loss_rows), 4) if loss_rows else 0.0,
+        "best_val_ndcg@10": round(keeper.best_score, 4) if keeper.best_score is not None else 0.0,
+        "train_seconds": round(train_seconds, 1),
+        "checkpoints_saved": trainer.checkpoints_saved,
+        "checkpoint_seconds": round(trainer.checkpoint_seconds, 1),
+        "pairs_per_second": round(steps_this_run * params.train.batch_size / train_seconds, 2) if train_seconds else 0.0,
+    }

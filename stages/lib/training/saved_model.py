@@ -1,9 +1,15 @@
-"""The model folder train writes: identical bytes for identical runs."""
+"""The model folder train writes: the selected model (the best validated checkpoint, the base
+model itself when no fine-tuned step beat it, or the last one without validation), replaced as a
+whole, with identical bytes for identical runs.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
+
+from stages.lib.common.files import replacing_directory
 
 
 def without_run_timing(model_card: str) -> str:
@@ -22,3 +28,14 @@ def strip_run_timing(model_dir: Path) -> None:
         card.write_text(without_run_timing(card.read_text(encoding="utf-8")), encoding="utf-8")
 
 
+def save_selected_model(model, keeper, work: Path, output_dir: Path) -> None:
+    """Write the best validated model (or the last one, without validation) to ``output_dir``."""
+    from stages.lib.training.checkpoints import BEST_DIR
+
+    best = work / BEST_DIR
+    with replacing_directory(output_dir) as staging:
+        if keeper.best_step is not None and best.is_dir():
+            shutil.copytree(best, staging, dirs_exist_ok=True)
+        else:
+            model.save(str(staging))
+        strip_run_timing(staging)

@@ -1,0 +1,107 @@
+"""What the ``evaluate`` stage shows of its side-by-side comparison: printed tables and the rows it writes.
+
+It owns the line that says what is being evaluated, the tables per question set (the synthetic test
+split with its metrics, each golden set with its 95% intervals), the plain "fine-tuning helped / did
+not help" lines, the llama-index summary line, and the layout of what is written: the numbers of
+``metrics/eval.json``, the long-format hit-rate curve the plot template reads, and one row per query
+for error analysis. The numbers themselves come from ``side_by_side.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from stages.lib.common.files import write_jsonl
+from stages.lib.retrieval.fusion import Fusion
+from stages.lib.retrieval.intervals import format_gain, format_interval_table
+from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets
+from stages.lib.retrieval.rankers import Ranking, first_relevant_rank, format_table, retrieval_metrics
+from stages.lib.retrieval.side_by_side import COMPARED_WITH_BASE, Inputs
+
+CURVE_MAX_K = 10
+
+
+def print_inputs(inputs: Inputs, device: str) -> None:
+    sets = inputs.sets
+    listed = ", ".join(f"{name} {len(d.queries)}" + (f" of {sets.totals[name]}" if len(d.queries) < sets.totals[name] else "")
+                       for name, d in sets.reported.items())
+    tuning = f"; knobs tuned on {sets.tuning_name} ({len(sets.tuning.queries)})" if sets.tuning is not None else ""
+    print(f"[evaluate] queries: {listed}{tuning}; over {len(inputs.test.corpus)} chunks, on {device}; "
+          f"{inputs.prompts.describe()}", flush=True)
+    for file in sets.skipped_golden:
+        print(f"[evaluate] golden set {file}: none of its documents is in this corpus, skipped", flush=True)
+
+
+def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion) -> dict:
+    """The numbers of ``metrics/eval.json``: the synthetic test split's rows at the top level, each other set nested."""
+    test = inputs.test
+    summary: dict = {
+        **results[SYNTHETIC_TEST], "test_queries": len(test.queries), "test_queries_total": inputs.sets.totals[SYNTHETIC_TEST],
+        "corpus_size": len(test.corpus), "hybrid_fusion": fusion.method, "hybrid_dense_weight": fusion.weight,
+        **{name: {**scores, "queries": len(inputs.sets.reported[name].queries)}
+           for name, scores in results.items() if name != SYNTHETIC_TEST},
+    }
+    if inputs.sets.tuning is not None:
+        summary.update(tuning_queries=len(inputs.sets.tuning.queries), tuning_queries_total=inputs.sets.tuning_total)
+    return summary
+
+
+def print_tables(summary: dict, results: dict, k_values: list[int], fusion: Fusion, chosen_on: str, top_k: int,
+                 checked: bool) -> None:
+    columns = [f"hit@{k}" for k in k_values] + ["mrr@10", "ndcg@10"]
+    sampled = (f" (a seeded sample of {summary['test_queries_total']})"
+               if summary["test_queries"] < summary["test_queries_total"] else "")
+    print(f"\nSynthetic test split: {summary['test_queries']} held-out questions{sampled} over "
+          f"{summary['corpus_size']} chunks:\n")
+    print(format_table(results[SYNTHETIC_TEST], columns))
+    print(f"(hybrid = {fusion.describe()}, {chosen_on})")
+    _print_gains(results[SYNTHETIC_TEST])
+    for set_name, scores in results.items():
+        if set_name == SYNTHETIC_TEST:
+            continue
+        print(f"\n{set_name}: {summary[set_name]['queries']} questions written by people "
+              "(95% paired-bootstrap intervals):\n")
+        print(format_interval_table(scores, baseline="bm25"))
+        _print_gains(scores)
+    if checked:
+        print(f"\nllama-index VectorStoreIndex retriever, fine-tuned hit@{top_k}: "
+              f"{summary[f'llamaindex_finetuned_hit@{top_k}']:.3f} (ours on the same "
+              f"{summary['llamaindex_sample_queries']} queries and {summary['llamaindex_sample_corpus']} chunks: "
+              f"{summary[f'ours_on_llamaindex_sample_hit@{top_k}']:.3f})")
+    print()
+
+
+def _print_gains(scores: dict[str, dict]) -> None:
+    """Say plainly, per set, whether fine-tuning beat the model it started from."""
+    for name, base in COMPARED_WITH_BASE.items():
+        if name in scores and f"hit@5_diff_vs_{base}" in scores[name]:
+            print(format_gain(scores[name], name, base))
+
+
+def write_curve(path: Path, sets: QuestionSets, rankings: dict[str, dict[str, Ranking]]) -> None:
+    """Hit rate at k = 1..CURVE_MAX_K, one row per (question set, retriever, k): long format, so the plot
+    template can give each retriever a colour and each set a panel."""
+    ks = list(range(1, CURVE_MAX_K + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question_set", "retriever", "k", "hit_rate"])
+        for set_name, dataset in sets.reported.items():
+            for name, ranking in rankings[set_name].items():
+                metrics = retrieval_metrics(ranking, dataset.relevant_docs, ks)
+                writer.writerows([set_name, name, k, metrics[f"hit@{k}"]] for k in ks)
+
+
+def write_per_query(path: Path, sets: QuestionSets, rankings: dict[str, dict[str, Ranking]]) -> None:
+    rows = []
+    for set_name, dataset in sets.reported.items():
+        for qid, text in dataset.queries.items():
+            relevant = set(dataset.relevant_docs[qid])
+            row = {"set": set_name, "id": qid, "query": text, "style": dataset.query_styles.get(qid, ""),
+                   "relevant": sorted(relevant)}
+            for name, ranking in rankings[set_name].items():
+                row[f"{name}_rank"] = first_relevant_rank(ranking[qid], relevant)
+                row[f"{name}_top3"] = ranking[qid][:3]
+            rows.append(row)
+    write_jsonl(path, rows)
