@@ -37,7 +37,8 @@ from stages.lib.retrieval.vector_cache import prune_model_caches
 
 QUESTIONS_FILE = Path("data/questions/test.json")
 VAL_FILE = Path("data/questions/val.json")
-MODELS = {"base": Path("models/base"), "finetuned": Path("models/finetuned")}
+# The fine-tuned row is the model train selected (models/finetuned ships the same weights, with a card).
+MODELS = {"base": Path("models/base"), "finetuned": Path("models/trained")}
 # The seed-recipe baseline (stage seed_recipe): a row only when that stage trained a model there.
 SEED_RECIPE_DIR = Path("models/seed_recipe")
 METRICS_FILE = Path("metrics/eval.json")

@@ -1,4 +1,4 @@
-"""Stage ``train``: fine-tune ``models/base`` on the training questions -> ``models/finetuned/``.
+"""Stage ``train``: fine-tune ``models/base`` on the training questions -> ``models/trained/``.
 
 Runs where the user's hardware is: on a GPU (mixed precision) when there is
 one, on several GPUs through ``torchrun`` (``train.processes``), on the CPU
@@ -40,7 +40,7 @@ from stages.lib.training.inputs import BASE_DIR, INPUT_FILES, VAL_METRIC, VAL_PR
 from stages.lib.training.outcome import training_metrics, write_curves
 from stages.lib.training.saved_model import save_selected_model
 
-OUTPUT_DIR = Path("models/finetuned")
+OUTPUT_DIR = Path("models/trained")  # shipped as models/finetuned, with its card (stage model_card)
 WORK_ROOT = Path("models/.train-work")  # checkpoints; ignored by git and DVC
 METRICS_FILE = Path("metrics/train.json")
 CURVES_DIR = Path("metrics/train_curves")

@@ -99,12 +99,13 @@ def stages_run(output: str) -> list[str]:
 
 # Every stage of dvc.yaml. DVC orders stages only by their dependencies, so `train` and
 # `seed_recipe` (which do not depend on each other) may come in either order.
-ALL_STAGES = ["check_params", "sample", "corpus", "questions", "base_model", "train", "seed_recipe", "evaluate"]
+ALL_STAGES = ["check_params", "sample", "corpus", "questions", "base_model", "train", "seed_recipe", "evaluate",
+              "export", "model_card"]
 
 
 def ran_every_stage(output: str) -> bool:
     ran = stages_run(output)
-    return sorted(ran) == sorted(ALL_STAGES) and ran[0] == "check_params" and ran[-1] == "evaluate"
+    return sorted(ran) == sorted(ALL_STAGES) and ran[0] == "check_params" and ran[-1] == "model_card"
 
 
 # Small enough for CI, big enough to learn something: three short laws.
@@ -127,7 +128,7 @@ def assert_pull_brings_back_the_run(project: Path, runner=run) -> None:
     """A fresh clone's `dvc pull` brings every output (models, paid LLM answers): nothing stale, nothing to rerun.
     ``runner``: how to run a command (``run``, or a wrapper that records outputs)."""
     runner(["dvc", "pull"], project)
-    assert (project / "models/finetuned/model.safetensors").is_file()
+    assert (project / "models/finetuned/model.safetensors").is_file() and (project / "models/trained").is_dir()
     assert (project / "data/llm_cache").is_dir()
     assert "up to date" in runner(["dvc", "status"], project).stdout
     assert stages_run(runner(["dvc", "repro"], project).stdout) == []

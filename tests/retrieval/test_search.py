@@ -41,9 +41,9 @@ def test_a_free_question_and_a_missing_model(tiny_pipeline, tmp_path):
     assert "labelled" not in result.stdout
     assert len([line for line in result.stdout.splitlines() if re.match(r"^[1-5] ", line)]) == 5
     project = copy_project(tiny_pipeline.path, tmp_path / "project")
-    shutil.rmtree(project / "models/finetuned")
+    shutil.rmtree(project / "models/trained")
     missing = _search(project, "证券")
     assert missing.returncode != 0
-    assert "models/finetuned is missing: run `dvc repro train`" in missing.stderr
+    assert "models/trained is missing: run `dvc repro train`" in missing.stderr
     assert "Traceback" not in missing.stderr
     assert stage_run("search", project).returncode != 0  # no query: argparse's usage message

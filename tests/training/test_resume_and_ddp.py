@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import command_env, copy_project, run, update_params
 
-WEIGHTS = "models/finetuned/model.safetensors"
+WEIGHTS = "models/trained/model.safetensors"
 
 
 def read_json(path: Path) -> dict:
@@ -83,18 +83,6 @@ def test_kill_9_mid_training_then_repro_resumes_to_the_same_model(reference, tmp
     assert not (project / "models/.train-work").exists() or not any((project / "models/.train-work").iterdir())
 
 
-def test_checkpoints_of_other_inputs_are_discarded(reference, tmp_path):
-    source, _ = reference
-    project = copy_project(source, tmp_path / "project")
-    stale = project / "models/.train-work/0123456789abcdef/checkpoint-7"
-    stale.mkdir(parents=True)
-    (stale / "trainer_state.json").write_text("{}")
-    result = run(["dvc", "repro", "--force", "--single-item", "train"], project)
-    assert "discarded checkpoints of earlier runs with other inputs: 0123456789abcdef" in result.stdout
-    assert "resuming" not in result.stdout
-    assert read_json(project / "metrics/train.json")["resumed_from_step"] == 0
-
-
 def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
     source, train = reference
     project = copy_project(source, tmp_path / "project")
@@ -108,8 +96,8 @@ def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
     # train.batch_size is global: the same pairs make the same number of steps as the single-process run.
     assert (metrics["train_pairs"], metrics["steps"]) == (train["train_pairs"], train["steps"])
     # One model, written once.
-    assert [p.name for p in (project / "models").iterdir() if p.name.startswith("finetuned")] == ["finetuned"]
-    assert len(list((project / "models/finetuned").rglob("*.safetensors"))) == 1
+    assert [p.name for p in (project / "models").iterdir() if p.name.startswith("trained")] == ["trained"]
+    assert len(list((project / "models/trained").rglob("*.safetensors"))) == 1
     with (project / "metrics/train_curves/loss.csv").open() as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     third = max(1, len(losses) // 3)

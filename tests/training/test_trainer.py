@@ -18,6 +18,7 @@ from stages.lib.training.checkpoints import (
     latest_complete_checkpoint,
     prepare_work_dir,
     remove_incomplete_checkpoints,
+    resume_point,
     save_steps,
 )
 from stages.lib.training.outcome import curves_from_history
@@ -95,6 +96,26 @@ def test_work_dir_keeps_only_this_fingerprint_and_complete_checkpoints(tmp_path)
     assert latest_complete_checkpoint(work).name == "checkpoint-10"  # 15 was cut short by the kill
     assert [p.name for p in remove_incomplete_checkpoints(work)] == ["checkpoint-15"]
     assert prepare_work_dir(root, "this-run") == (work, [])
+
+
+def test_the_resume_point_discards_other_inputs_and_says_so(tmp_path):
+    # What the train stage prints and resumes from; the real stage's own key is checked by the kill -9 test.
+    root, said = tmp_path / "work", []
+    (root / "0123456789abcdef" / "checkpoint-7").mkdir(parents=True)
+    (root / "0123456789abcdef" / "checkpoint-7" / "trainer_state.json").write_text("{}")
+    work, resume = resume_point(root, "this-run", writer=True, say=said.append)
+    assert (work, resume) == (root / "this-run", None)
+    assert said == ["[train] discarded checkpoints of earlier runs with other inputs: 0123456789abcdef"]
+    (work / "checkpoint-4").mkdir()
+    (work / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (work / "checkpoint-6").mkdir()  # cut short by a kill: no trainer_state.json
+    said.clear()
+    assert resume_point(root, "this-run", writer=True, say=said.append) == (work, work / "checkpoint-4")
+    assert said == [f"[train] resuming from {work / 'checkpoint-4'} (step 4)"] and not (work / "checkpoint-6").exists()
+    # Other ranks only read: they never delete what rank 0 may still be writing.
+    (root / "stale").mkdir()
+    assert resume_point(root, "this-run", writer=False, say=said.append) == (work, work / "checkpoint-4")
+    assert (root / "stale").is_dir()
 
 
 def test_checkpoint_interval_bounds_the_loss_of_a_kill():

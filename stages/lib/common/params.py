@@ -267,6 +267,15 @@ class EvaluateParams(_Section):
         return self
 
 
+class ExportParams(_Section):
+    # The fine-tuned model as ONNX (fp32 and dynamically quantised int8) in models/finetuned-onnx/, measured
+    # against the PyTorch model in metrics/export.json. Off in params.yaml: about a minute of CPU work (60-70 s
+    # for multilingual-e5-small on 2 cores) would take the default run past its 5 minutes.
+    enabled: bool
+    # CPU speed: the three encoders timed on one seeded sample of at most this many measured texts.
+    throughput_texts: int = Field(ge=1)
+
+
 class Params(_Section):
     sample: SampleParams
     compute: ComputeParams
@@ -276,6 +285,7 @@ class Params(_Section):
     train: TrainParams
     seed_recipe: SeedRecipeParams
     evaluate: EvaluateParams
+    export: ExportParams
 
 
 # Longer than this, a missing section's committed value is not spelled out in the message: copy it from the file.

@@ -29,7 +29,7 @@ from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank
 from stages.lib.retrieval.vector_cache import open_model_cache_read_only
 
 # Each model with the stage that writes it, so a missing one can name what to run.
-MODELS = {"base": (Path("models/base"), "base_model"), "finetuned": (Path("models/finetuned"), "train")}
+MODELS = {"base": (Path("models/base"), "base_model"), "finetuned": (Path("models/trained"), "train")}
 QUESTION_FILES = {split: Path(f"data/questions/{split}.json") for split in ("train", "val", "test")}
 EVAL_METRICS = Path("metrics/eval.json")
 EMBEDDING_CACHE_DIR = Path("data/embedding_cache")
