@@ -217,7 +217,11 @@ server applies the prompts by role):
 ```python
 from llama_index.embeddings.openai_like import OpenAILikeEmbedding
 
-embed_model = OpenAILikeEmbedding(model_name="finetuned", api_base="http://127.0.0.1:8080/v1", api_key="unused")
+# One model name per role: the server puts the query prompt before `finetuned-query` inputs and the
+# passage prompt before `finetuned-passage` ones (or send NVIDIA's "input_type": "query" | "passage").
+server = {{"api_base": "http://127.0.0.1:8080/v1", "api_key": "unused"}}
+passages = OpenAILikeEmbedding(model_name="finetuned-passage", **server)  # build the index with this one
+queries = OpenAILikeEmbedding(model_name="finetuned-query", **server)  # retrieve with this one
 ```"""
 
 
