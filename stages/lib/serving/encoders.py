@@ -15,11 +15,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from stages.lib.models.prompts import DOCUMENT_PROMPT_NAMES
+
 # What a text is to the model: each role has its own prompt and its own encode method.
 QUERY, PASSAGE = "query", "passage"
 ROLES = (QUERY, PASSAGE)
-# sentence-transformers' encode_document takes the first of these prompt names that a model has.
-DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 CPU_BATCH, ACCELERATOR_BATCH = 8, 64
 
 
