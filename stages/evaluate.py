@@ -26,7 +26,7 @@ from stages.lib.common.files import write_json
 from stages.lib.common.params import EvaluateParams, load_params
 from stages.lib.common.timers import PhaseTimer
 from stages.lib.documents.chunk_file import load_chunks
-from stages.lib.models.hardware import resolve_device
+from stages.lib.models.hardware import encoding_batch_size, resolve_hardware
 from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.api_embeddings import resolve_model_name
@@ -57,21 +57,23 @@ def main() -> None:
     timer = PhaseTimer("evaluate")
     depth = max(DEPTH, max(params.k_values), CURVE_MAX_K)
     top_k = 5 if 5 in params.k_values else params.k_values[-1]
-    device = resolve_device(all_params.compute.device)
+    # Resolved for this machine (bf16 where the CPU or GPU computes it natively), recorded in the metrics.
+    hardware = resolve_hardware(all_params.compute.device, all_params.compute.precision)
+    params = params.model_copy(update={"batch_size": encoding_batch_size(params.batch_size, hardware.device)})
 
     # 1. Inputs, checked before any slow work: the reported question sets (synthetic test, golden test)
     #    and the one knobs are tuned on, each capped to one seeded sample for every retriever.
     inputs = _load_inputs(params, all_params.model.query_prompt, all_params.model.document_prompt)
     test = inputs.test
-    print_inputs(inputs, device)
+    print_inputs(inputs, hardware)
 
     # 2. Dense vectors: one pass per model over the corpus and every query set it ranks, backed by the cache.
-    vectors, caches = dense_vectors(inputs, params, device, all_params.model.max_seq_length, EMBEDDING_CACHE_DIR, timer)
+    vectors, caches = dense_vectors(inputs, params, hardware, all_params.model.max_seq_length, EMBEDDING_CACHE_DIR, timer)
 
     # 3. Rankings over every chunk for every set: dense, BM25, and their fusion (chosen on val, never on a test set).
     rankings, fusion, chosen_on = rank_every_set(inputs, vectors, params, depth, timer)
     results = scored(inputs.sets, rankings, params.k_values)
-    summary = summary_metrics(inputs, results, fusion)
+    summary = summary_metrics(inputs, results, fusion, hardware)
 
     # 4. llama-index cross-check on a seeded sample, against our ranking of the same sample.
     if params.llamaindex_check:
@@ -79,7 +81,7 @@ def main() -> None:
 
         with timer("llama-index check"):
             summary.update(cross_check(
-                str(MODELS["finetuned"]), device, all_params.model.max_seq_length, test,
+                str(MODELS["finetuned"]), hardware, all_params.model.max_seq_length, test,
                 vectors["finetuned"].queries[SYNTHETIC_TEST], vectors["finetuned"].corpus, params.llamaindex_check_queries,
                 params.llamaindex_check_corpus, top_k, params.batch_size, inputs.prompts,
             ))

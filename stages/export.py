@@ -25,7 +25,7 @@ from stages.lib.common.params import Params, load_params
 from stages.lib.common.progress import quiet_library_bars
 from stages.lib.common.timers import PhaseTimer
 from stages.lib.documents.chunk_file import load_chunks
-from stages.lib.models.hardware import resolve_device
+from stages.lib.models.hardware import Hardware, encoding_batch_size, resolve_hardware, resolve_precision
 from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.serving.export_check import (
@@ -65,7 +65,10 @@ def main() -> None:
         print("[export] off (export.enabled: false): no ONNX model, no measurements")
         return
     timer = PhaseTimer("export")
-    device = resolve_device(params.compute.device)
+    hardware = resolve_hardware(params.compute.device, params.compute.precision)
+    device = hardware.device
+    # PyTorch's CPU throughput row runs in what the CPU computes natively (bf16 or fp32), whatever the GPU uses.
+    cpu_precision = hardware.precision if device == "cpu" else resolve_precision("auto", "cpu")
 
     # 1. Inputs, checked before any slow work: the model, its prompts, the questions to measure on.
     if not (MODEL_DIR / "modules.json").is_file():
@@ -84,11 +87,11 @@ def main() -> None:
               f"{config.dimension}, inputs {', '.join(config.inputs)}", flush=True)
 
         # 3. Quality: each encoder's vectors of the questions and the corpus, PyTorch on the pipeline's device.
-        batch = params.evaluate.batch_size
-        on_cpu = {PYTORCH: SentenceTransformerBackend(model, batch),
+        batch = encoding_batch_size(params.evaluate.batch_size, "cpu")
+        on_cpu = {PYTORCH: SentenceTransformerBackend(model, batch, cpu_precision),
                   ONNX: OnnxEncoder(staging, "fp32", batch_size=batch, providers=[CPU]),
                   ONNX_INT8: OnnxEncoder(staging, "int8", batch_size=batch, providers=[CPU])}
-        measured = _on_pipeline_device(on_cpu, device, staging, params)
+        measured = _on_pipeline_device(on_cpu, hardware, staging, params)
         vectors = {}
         for name, encoder in measured.items():
             with timer(f"encode {name} ({getattr(encoder, 'device', device)})"):
@@ -100,9 +103,9 @@ def main() -> None:
             speed = cpu_throughput(on_cpu, texts, batch)
 
     # 5. Report.
-    metrics = export_metrics(questions, vectors, speed, len(texts), device)
+    metrics = export_metrics(questions, vectors, speed, len(texts), device, hardware.precision)
     write_json(METRICS_FILE, metrics)
-    print(f"[export] {questions.describe()}; PyTorch on {device}, throughput on the CPU for all three:")
+    print(f"[export] {questions.describe()}; PyTorch on {hardware.describe()}, throughput on the CPU for all three:")
     print(format_report(metrics))
     warning = int8_warning(metrics)
     if warning:
@@ -111,12 +114,14 @@ def main() -> None:
     print(timer.summary(), flush=True)
 
 
-def _on_pipeline_device(on_cpu: dict, device: str, staging: Path, params: Params) -> dict:
-    """The encoders the quality is measured with: PyTorch on ``device``, ONNX on CUDA when onnxruntime has it."""
-    batch = params.evaluate.batch_size
+def _on_pipeline_device(on_cpu: dict, hardware: Hardware, staging: Path, params: Params) -> dict:
+    """The encoders the quality is measured with: PyTorch on the pipeline's device and precision, ONNX on CUDA when
+    onnxruntime has it."""
+    batch = encoding_batch_size(params.evaluate.batch_size, hardware.device)
     measured = dict(on_cpu)
-    if device != "cpu":
-        measured[PYTORCH] = SentenceTransformerBackend(_load_model(MODEL_DIR, device, params), batch)
+    if hardware.device != "cpu":
+        measured[PYTORCH] = SentenceTransformerBackend(_load_model(MODEL_DIR, hardware.device, params), batch,
+                                                       hardware.precision)
     if default_providers() != [CPU]:
         measured[ONNX] = OnnxEncoder(staging, "fp32", batch_size=batch, providers=default_providers())
         measured[ONNX_INT8] = OnnxEncoder(staging, "int8", batch_size=batch, providers=default_providers())

@@ -44,7 +44,7 @@ def main() -> None:
     api_key = os.environ.get(API_KEY_VARIABLE, "").strip()
 
     # 2. The encoder and the app.
-    encoder = _encoder(args.backend, folder, args.device)
+    encoder = _encoder(args.backend, folder, args.device, args.precision)
     encoder.encode_query(["warm-up"])  # the first call of a model is slow (allocations, kernels): not a client's
     encoder.encode_document(["warm-up"])
     from stages.lib.serving.server import ServerSettings, create_app
@@ -90,7 +90,7 @@ def _check_port(host: str, port: int) -> None:
                             "Pick another port with --port.") from None
 
 
-def _encoder(backend: str, folder: Path, device: str):
+def _encoder(backend: str, folder: Path, device: str, precision: str = "auto"):
     if backend == "torch":
         from stages.lib.models.hardware import available_devices
         from stages.lib.serving.encoders import SentenceTransformerEncoder
@@ -98,12 +98,25 @@ def _encoder(backend: str, folder: Path, device: str):
         if device != "auto" and device not in available_devices():
             raise UserError(f"--device {device}: this machine has no such device (available: "
                             f"{', '.join(available_devices())}). Use --device auto, or one of those.")
-        return SentenceTransformerEncoder(folder, device=device)
-    if device != "auto":
-        raise UserError(f"--device is for the torch backend; the {backend} backend runs on onnxruntime's CPU provider.")
+        _check_precision(device, precision)
+        return SentenceTransformerEncoder(folder, device=device, precision=precision)
+    if device != "auto" or precision != "auto":
+        raise UserError(f"--device and --precision are for the torch backend; the {backend} backend runs on onnxruntime's "
+                        "CPU provider in the precision of its file (onnx: fp32, onnx-int8: int8).")
     from stages.lib.serving.onnx_encoder import OnnxEncoder  # onnxruntime loads only for this backend
 
     return OnnxEncoder(folder, variant="int8" if backend == "onnx-int8" else "fp32")
+
+
+def _check_precision(device: str, precision: str) -> None:
+    from stages.lib.models.hardware import resolve_device, resolve_precision
+
+    try:
+        resolve_precision(precision, resolve_device(device))
+    except UserError:
+        raise UserError(f"--precision {precision}: this {resolve_device(device).upper()} cannot encode in it (fp16 needs a "
+                        "GPU; bf16 a GPU or a CPU with avx512_bf16 or amx_bf16 in /proc/cpuinfo). Use --precision auto, "
+                        "or fp32.") from None
 
 
 def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
@@ -113,7 +126,7 @@ def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
            f"none ({API_KEY_VARIABLE} is not set)" + ("" if loopback else
                                                       f"; WARNING: anyone who can reach {args.host} can use it"))
     return "\n".join([
-        f"[serve] {folder} on the {args.backend} backend, device {getattr(encoder, 'device', 'onnxruntime')}",
+        f"[serve] {folder} on the {args.backend} backend, {getattr(encoder, 'hardware', 'onnxruntime, CPU')}",
         f"  models: {name} and {name}-passage (passages), {name}-query (queries); or input_type 'query' / 'passage'",
         f"  dimension {encoder.dimension}, max_seq_length {encoder.max_seq_length} tokens (longer texts truncated, as "
         f"the evaluation encoded them; above {settings.max_tokens} refused)",
@@ -152,6 +165,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--model-name", help="the served model name (default: the folder's name)")
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto",
                         help="torch backend: auto (default) = CUDA, else Apple MPS, else CPU")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                        help="torch backend: auto (default) = bf16 where the GPU or CPU computes it natively, else fp32 "
+                             "(fp16 on a GPU without bf16)")
     parser.add_argument("--max-inputs", type=_positive_int, default=2048, help="texts per request (default 2048, as OpenAI)")
     parser.add_argument("--max-tokens", type=_positive_int, default=8192,
                         help="a text above this many tokens is refused (default 8192); up to it, truncated to the "

@@ -97,7 +97,7 @@ def train(params: Params, hardware: Hardware) -> None:
     say(f"[train] {built.prompts.describe()}; model selection on {built.val_source}, the base model (step 0) included")
     trainer, keeper = build_trainer(built.model, built.train_data, built.evaluator, params.train, hardware, work,
                                     vocabulary_extended=built.tokens_added > 0, val_metric=VAL_METRIC, is_writer=writer,
-                                    prompts=built.prompts)
+                                    prompts=built.prompts, resuming=resume is not None)
 
     # 2. Run.
     started = time.perf_counter()

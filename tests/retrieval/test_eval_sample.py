@@ -53,7 +53,7 @@ def test_llamaindex_agrees_with_our_ranking_on_the_sample():
     from sentence_transformers import SentenceTransformer
 
     from stages.lib.documents.law_pdf import law_database, read_laws
-    from stages.lib.models.hardware import resolve_device
+    from stages.lib.models.hardware import Hardware, resolve_device
     from stages.lib.models.sources import packaged_model_dir
     from stages.lib.retrieval.llamaindex_check import cross_check
 
@@ -69,7 +69,7 @@ def test_llamaindex_agrees_with_our_ranking_on_the_sample():
     def encode(texts):
         return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
 
-    result = cross_check(str(model_dir), device, 128, test, encode(queries.values()), encode(corpus.values()),
+    result = cross_check(str(model_dir), Hardware(device, "fp32"), 128, test, encode(queries.values()), encode(corpus.values()),
                          n_queries=10, corpus_size=12, top_k=3)
     assert result["llamaindex_sample_queries"] == 10 and result["llamaindex_sample_corpus"] == 12
     assert 0 < result["ours_on_llamaindex_sample_hit@3"] <= 1

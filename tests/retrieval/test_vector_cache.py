@@ -126,6 +126,9 @@ def test_cache_key_follows_model_content_and_truncation_not_readme(tmp_path):
     name = model_cache_name(content_hash(base), 256)
     assert model_cache_name(content_hash(copy), 256) == name
     assert model_cache_name(content_hash(base), 128) != name
+    # bf16 vectors differ from fp32 ones: their own folder; fp32 keeps the name it always had.
+    assert model_cache_name(content_hash(base), 256, "bf16") not in (name, model_cache_name(content_hash(base), 256, "fp16"))
+    assert model_cache_name(content_hash(base), 256, "fp32") == name
     (copy / "model.safetensors").write_bytes(b"weightz")
     assert model_cache_name(content_hash(copy), 256) != name
     assert name.startswith(vector_cache.LOCAL_PREFIX)

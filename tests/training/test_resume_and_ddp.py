@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from stages.lib.models.hardware import cpu_has_native_bf16
 from tests.helpers import command_env, copy_project, run, update_params
 
 WEIGHTS = "models/trained/model.safetensors"
@@ -92,7 +93,8 @@ def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
     assert "launching 2 data-parallel processes on cpu through torchrun" in output
     assert output.count("[train] finished in") == 1 and "Traceback" not in output
     metrics = read_json(project / "metrics/train.json")
-    assert metrics["processes"] == 2 and metrics["device"] == "cpu" and metrics["precision"] == "fp32"
+    assert metrics["processes"] == 2 and metrics["device"] == "cpu"
+    assert metrics["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
     # train.batch_size is global: the same pairs make the same number of steps as the single-process run.
     assert (metrics["train_pairs"], metrics["steps"]) == (train["train_pairs"], train["steps"])
     # One model, written once.

@@ -10,7 +10,7 @@ import pytest
 
 from stages.lib.common.errors import UserError
 from stages.lib.common.progress import LineProgress
-from stages.lib.models.hardware import resolve_device, resolve_hardware, resolve_precision, resolve_processes
+from stages.lib.models.hardware import cpu_has_native_bf16, resolve_device, resolve_hardware, resolve_precision, resolve_processes
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.eval_sample import bounded_dataset
 from stages.lib.training.checkpoints import (
@@ -134,8 +134,10 @@ def test_devices_resolve_on_this_machine_and_forced_missing_ones_fail_clearly():
         with pytest.raises(UserError, match="compute.device"):
             resolve_device("cuda")
         hardware = resolve_hardware("auto", "auto", "auto")
-        assert (hardware.device, hardware.precision, hardware.processes) == (expected, "fp32", 1)
-    assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("fp32", "cuda") == "fp32"
+        cpu_precision = "bf16" if expected == "cpu" and cpu_has_native_bf16() else "fp32"
+        assert (hardware.device, hardware.precision, hardware.processes) == (expected, cpu_precision, 1)
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", "cuda") == "fp32" and resolve_precision("auto", "mps") == "fp32"
     with pytest.raises(UserError, match="compute.precision"):
         resolve_precision("fp16", "cpu")
     assert resolve_processes(3, "cpu") == 3 and resolve_processes("auto", "cpu") == 1

@@ -225,7 +225,8 @@ class EvaluateParams(_Section):
     # The fine-tuned ranking's weight: for rrf relative to BM25's 1, for convex its share in [0, 1];
     # "auto" picks it on val (golden val when a golden set is present).
     hybrid_dense_weight: float | Literal["auto"]
-    batch_size: int = Field(ge=1)
+    # Texts per forward pass when encoding; "auto": 8 on a CPU (fastest there), 128 on a GPU.
+    batch_size: int | Literal["auto"]
     # Cap on the queries evaluated per question set: a seeded sample (0: all of them).
     max_queries: int = Field(ge=0)
     llamaindex_check: bool
@@ -245,6 +246,13 @@ class EvaluateParams(_Section):
     # Put before every query sent to an API embedding model: instruction-tuned ones (Qwen3-Embedding, E5-instruct)
     # expect one, e.g. "Instruct: Given a question, retrieve passages that answer it\nQuery: ". Documents go as they are.
     api_query_instruction: str
+
+    @field_validator("batch_size")
+    @classmethod
+    def _at_least_one_text(cls, batch_size: int | str) -> int | str:
+        if isinstance(batch_size, int) and batch_size < 1:
+            raise ValueError("give a number of texts >= 1, or auto")
+        return batch_size
 
     @field_validator("k_values")
     @classmethod

@@ -1,12 +1,16 @@
-"""Pick the hardware at run time: CUDA, else Apple MPS, else CPU; mixed precision on a GPU.
+"""Pick the hardware at run time: CUDA, else Apple MPS, else CPU; mixed precision where the hardware computes it.
 
 ``compute.device`` and ``compute.precision`` default to ``auto`` so that one
 committed ``params.yaml`` serves every teammate's machine; the resolved values
-are recorded in the stage's metrics instead.
+are recorded in the stage's metrics instead. The same precision applies to
+training (the Trainer's mixed precision: fp32 master weights) and to every
+encoding (``autocast``): bf16 on a GPU that has it and on a CPU with native
+bf16 (AVX512-BF16 or AMX), fp16 on an older GPU, fp32 elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,33 +43,37 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX512, Arm
+
+
+def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The flags in ``cpuinfo`` that say this CPU computes in bf16 natively (none: it would be emulated)."""
+    try:
+        flags = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []  # macOS, Windows: no bf16 on the CPU assumed
+    words = set(flags.replace("\t", " ").split())
+    return [flag for flag in NATIVE_BF16_FLAGS if flag in words]
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16 on x86, BF16 on Arm).
 
-    Without it PyTorch emulates bf16 on the CPU, and a bf16 matrix product runs hundreds of times slower
-    than fp32 (measured on this project's AVX2-only machine: 0.33 against 89 GFLOP/s).
+    Without it PyTorch emulates bf16 on the CPU, and a bf16 matrix product runs about fifty times slower
+    than fp32 (measured on an AVX2-only AMD EPYC, torch 2.13, 2 threads: 1.15 against 54 GFLOP/s).
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False  # macOS, Windows: no bf16 on the CPU assumed
-    words = set(flags.replace("\t", " ").split())
-    return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(cpu_bf16_flags())
 
 
 def resolve_precision(requested: str, device: str) -> str:
-    """``auto`` -> bf16 on a CUDA GPU that supports it, fp16 on an older one, fp32 elsewhere.
-
-    The CPU stays fp32 under ``auto``: whether bf16 autocast keeps golden val within noise has not been
-    measured on a CPU that has bf16 (this project's has not). ``bf16`` asks for it on such a CPU.
-    """
+    """``auto`` -> bf16 on a CUDA GPU that supports it (fp16 on an older one) and on a CPU with native
+    bf16; fp32 on any other CPU and on Apple MPS (its autocast is incomplete in the Trainer stack)."""
     if requested == "auto":
-        if device != "cuda":
-            # MPS autocast is incomplete in the Trainer stack; see above for the CPU.
-            return "fp32"
-        import torch
+        if device == "cuda":
+            import torch
 
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
     if requested == "fp16" and device == "cpu":
         raise UserError(
             "params.yaml key 'compute.precision' is 'fp16', which the CPU cannot train in. "
@@ -107,10 +115,46 @@ def resolve_processes(requested: int | str, device: str) -> int:
 class Hardware:
     device: str
     precision: str
-    processes: int
+    processes: int = 1
+
+    def describe(self) -> str:
+        """One line for the log: where, in what precision, and why that precision."""
+        if self.precision == "fp32":
+            why = "no native bf16 on this CPU" if self.device == "cpu" else "full precision"
+        elif self.device == "cpu":
+            why = f"autocast, native bf16 ({', '.join(cpu_bf16_flags()) or 'forced'})"
+        else:
+            why = "autocast"
+        return f"{self.device}, {self.precision} ({why})"
 
 
-def resolve_hardware(device: str, precision: str, processes: int | str) -> Hardware:
-    """The ``compute.*`` and ``train.processes`` params, with every ``auto`` resolved for this machine."""
+def resolve_hardware(device: str, precision: str, processes: int | str = 1) -> Hardware:
+    """The ``compute.*`` (and for training ``train.processes``) params, with every ``auto`` resolved for this machine."""
     resolved = resolve_device(device)
     return Hardware(resolved, resolve_precision(precision, resolved), resolve_processes(processes, resolved))
+
+
+# Texts per forward pass when encoding, for ``auto``. sentence-transformers sorts a call's texts by length, so
+# batches pad little whatever their size; on a CPU small ones keep the activations in cache: multilingual-e5-small
+# on 2 cores encoded 22.0 chunks/s at 8 per pass against 18.2 at 64 (``python -m benchmarks.encode_throughput``,
+# benchmarks/results/encode_throughput.json). A GPU wants wide passes.
+CPU_ENCODE_BATCH, ACCELERATOR_ENCODE_BATCH = 8, 128
+
+
+def encoding_batch_size(requested: int | str, device: str) -> int:
+    """``evaluate.batch_size``: a number as given; ``auto`` -> what this device encodes fastest with."""
+    if requested != "auto":
+        return int(requested)
+    return CPU_ENCODE_BATCH if device == "cpu" else ACCELERATOR_ENCODE_BATCH
+
+
+def autocast(device: str, precision: str):
+    """The context to encode in: bf16/fp16 matrix products with fp32 weights (``torch.autocast``), or none for fp32.
+
+    Vectors come out of it in the low precision; callers turn them to fp32 before normalising or storing.
+    """
+    if precision == "fp32" or device not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

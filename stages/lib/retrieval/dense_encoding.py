@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.common.progress import progress
+from stages.lib.models.encoding import encode_in_precision
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.retrieval.vector_cache import VectorCache, text_hash
 
@@ -25,10 +26,14 @@ BLOCK_SIZE = 1024
 
 
 class LazySentenceEncoder:
-    """A sentence-transformers model, loaded on first use: a run whose vectors are all cached never loads it."""
+    """A sentence-transformers model, loaded on first use: a run whose vectors are all cached never loads it.
 
-    def __init__(self, model_dir: Path, device: str, max_seq_length: int, batch_size: int) -> None:
-        self.model_dir, self.device = model_dir, device
+    ``precision`` is the resolved ``compute.precision``: bf16/fp16 encode under autocast (fp32 weights, low-precision
+    matrix products), and every vector is turned to fp32 and normalised to unit length in fp32.
+    """
+
+    def __init__(self, model_dir: Path, device: str, max_seq_length: int, batch_size: int, precision: str = "fp32") -> None:
+        self.model_dir, self.device, self.precision = model_dir, device, precision
         self.max_seq_length, self.batch_size = max_seq_length, batch_size
         self._model = None
 
@@ -48,10 +53,7 @@ class LazySentenceEncoder:
         if self._model is None:
             self._model = self._load()
         # prompt=None would fall back to the model's default prompt; "" means exactly none.
-        return self._model.encode(
-            texts, prompt=prompt, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        return encode_in_precision(self._model, texts, self.batch_size, self.device, self.precision, prompt=prompt)
 
 
 def encode_texts(texts: Sequence[str], encode: Encoder, cache: VectorCache, desc: str,

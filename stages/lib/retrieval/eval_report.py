@@ -13,6 +13,7 @@ import csv
 from pathlib import Path
 
 from stages.lib.common.files import write_jsonl
+from stages.lib.models.hardware import Hardware
 from stages.lib.retrieval.fusion import Fusion
 from stages.lib.retrieval.intervals import format_gain, format_interval_table
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets
@@ -22,23 +23,25 @@ from stages.lib.retrieval.side_by_side import COMPARED_WITH_BASE, Inputs
 CURVE_MAX_K = 10
 
 
-def print_inputs(inputs: Inputs, device: str) -> None:
+def print_inputs(inputs: Inputs, hardware: Hardware) -> None:
     sets = inputs.sets
     listed = ", ".join(f"{name} {len(d.queries)}" + (f" of {sets.totals[name]}" if len(d.queries) < sets.totals[name] else "")
                        for name, d in sets.reported.items())
     tuning = f"; knobs tuned on {sets.tuning_name} ({len(sets.tuning.queries)})" if sets.tuning is not None else ""
-    print(f"[evaluate] queries: {listed}{tuning}; over {len(inputs.test.corpus)} chunks, on {device}; "
-          f"{inputs.prompts.describe()}", flush=True)
+    print(f"[evaluate] queries: {listed}{tuning}; over {len(inputs.test.corpus)} chunks; "
+          f"{inputs.prompts.describe()}; encoding on {hardware.describe()}", flush=True)
     for file in sets.skipped_golden:
         print(f"[evaluate] golden set {file}: none of its documents is in this corpus, skipped", flush=True)
 
 
-def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion) -> dict:
+def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion, hardware: Hardware) -> dict:
     """The numbers of ``metrics/eval.json``: the synthetic test split's rows at the top level, each other set nested."""
     test = inputs.test
     summary: dict = {
         **results[SYNTHETIC_TEST], "test_queries": len(test.queries), "test_queries_total": inputs.sets.totals[SYNTHETIC_TEST],
         "corpus_size": len(test.corpus), "hybrid_fusion": fusion.method, "hybrid_dense_weight": fusion.weight,
+        # Where the vectors were computed (as in metrics/train.json): bf16 vectors differ slightly from fp32 ones.
+        "device": hardware.device, "precision": hardware.precision,
         **{name: {**scores, "queries": len(inputs.sets.reported[name].queries)}
            for name, scores in results.items() if name != SYNTHETIC_TEST},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.lib.models.hardware import Hardware, autocast
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.eval_sample import check_sample
@@ -19,7 +20,7 @@ from stages.lib.retrieval.rankers import dense_rank, retrieval_metrics
 
 def llamaindex_hit_rate(model_dir: str, device: str, max_seq_length: int, queries: dict[str, str],
                         corpus: dict[str, str], relevant_docs: dict[str, list[str]], top_k: int,
-                        batch_size: int = 64, prompts: Prompts = NO_PROMPTS) -> float:
+                        batch_size: int = 64, prompts: Prompts = NO_PROMPTS, precision: str = "fp32") -> float:
     from llama_index.core import VectorStoreIndex
     from llama_index.core.schema import TextNode
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -30,16 +31,18 @@ def llamaindex_hit_rate(model_dir: str, device: str, max_seq_length: int, querie
                                        embed_batch_size=batch_size, show_progress_bar=False,
                                        query_instruction=prompts.query, text_instruction=prompts.document)
     nodes = [TextNode(id_=cid, text=text) for cid, text in corpus.items()]
-    index = VectorStoreIndex(nodes, embed_model=embed_model, show_progress=False)
-    retriever = index.as_retriever(similarity_top_k=top_k)
     hits = 0
-    for qid, text in queries.items():
-        retrieved = {result.node.node_id for result in retriever.retrieve(text)}
-        hits += bool(retrieved.intersection(relevant_docs[qid]))
+    # In the precision our side's vectors were computed in, so the two differ only by code path.
+    with autocast(device, precision):
+        index = VectorStoreIndex(nodes, embed_model=embed_model, show_progress=False)
+        retriever = index.as_retriever(similarity_top_k=top_k)
+        for qid, text in queries.items():
+            retrieved = {result.node.node_id for result in retriever.retrieve(text)}
+            hits += bool(retrieved.intersection(relevant_docs[qid]))
     return round(hits / len(queries), 4) if queries else 0.0
 
 
-def cross_check(model_dir: str, device: str, max_seq_length: int, test: QADataset, query_vectors: np.ndarray,
+def cross_check(model_dir: str, hardware: Hardware, max_seq_length: int, test: QADataset, query_vectors: np.ndarray,
                 doc_vectors: np.ndarray, n_queries: int, corpus_size: int, top_k: int,
                 batch_size: int = 64, prompts: Prompts = NO_PROMPTS) -> dict[str, float | int]:
     """llama-index's hit@k and ours on the same sample; vectors are rows in ``test.queries`` / ``test.corpus`` order."""
@@ -52,8 +55,8 @@ def cross_check(model_dir: str, device: str, max_seq_length: int, test: QADatase
     )
     relevant = {qid: test.relevant_docs[qid] for qid in sample.query_ids}
     theirs = llamaindex_hit_rate(
-        model_dir, device, max_seq_length, {qid: test.queries[qid] for qid in sample.query_ids},
-        {cid: test.corpus[cid] for cid in sample.corpus_ids}, relevant, top_k, batch_size, prompts,
+        model_dir, hardware.device, max_seq_length, {qid: test.queries[qid] for qid in sample.query_ids},
+        {cid: test.corpus[cid] for cid in sample.corpus_ids}, relevant, top_k, batch_size, prompts, hardware.precision,
     )
     return {
         f"llamaindex_finetuned_hit@{top_k}": theirs,

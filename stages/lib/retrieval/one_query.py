@@ -19,7 +19,7 @@ import numpy as np
 from stages.lib.common.files import read_json
 from stages.lib.common.params import Params
 from stages.lib.documents.chunking import Chunk
-from stages.lib.models.hardware import resolve_device
+from stages.lib.models.hardware import encoding_batch_size, resolve_hardware
 from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset, normalize_query
 from stages.lib.retrieval.dense_encoding import LazySentenceEncoder, encode_texts
@@ -72,14 +72,16 @@ def _find(dataset: QADataset, wanted: str) -> frozenset[str] | None:
 def rank_all(query: str, chunks: list[Chunk], params: Params, depth: int) -> dict[str, Ranking]:
     corpus = {c.id: c.text for c in chunks}
     corpus_ids = list(corpus)
-    device = resolve_device(params.compute.device)
+    # The precision `evaluate` resolves too, so its cached corpus vectors are the ones read here.
+    hardware = resolve_hardware(params.compute.device, params.compute.precision)
     # The prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, MODELS["base"][0])
     rankings: dict[str, Ranking] = {}
     for name, (path, _) in MODELS.items():
-        encoder = LazySentenceEncoder(path, device, params.model.max_seq_length, params.evaluate.batch_size)
+        encoder = LazySentenceEncoder(path, hardware.device, params.model.max_seq_length,
+                                      encoding_batch_size(params.evaluate.batch_size, hardware.device), hardware.precision)
         # Read-only: vectors `evaluate` stored are reused, new ones are kept in memory (the DVC output stays as it is).
-        cache = open_model_cache_read_only(EMBEDDING_CACHE_DIR, path, params.model.max_seq_length)
+        cache = open_model_cache_read_only(EMBEDDING_CACHE_DIR, path, params.model.max_seq_length, hardware.precision)
         doc_vectors = encode_texts(list(corpus.values()), encoder, cache, f"[search] encode corpus ({name})",
                                    prompts=prompts.document)
         query_vector = np.asarray(encoder([query], prompts.query), dtype=np.float32)

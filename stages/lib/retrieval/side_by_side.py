@@ -16,6 +16,7 @@ from pathlib import Path
 from stages.lib.common.endpoint import Endpoint
 from stages.lib.common.params import EvaluateParams
 from stages.lib.common.timers import PhaseTimer
+from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.api_embeddings import CachedAPIEmbedder
@@ -45,7 +46,7 @@ class Inputs:
         return self.sets.reported[SYNTHETIC_TEST]
 
 
-def dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_length: int, cache_dir: Path,
+def dense_vectors(inputs: Inputs, params: EvaluateParams, hardware: Hardware, max_seq_length: int, cache_dir: Path,
                   timer: PhaseTimer) -> tuple[dict[str, EvalVectors], list[VectorCache]]:
     corpus_texts = list(inputs.test.corpus.values())
     vectors: dict[str, EvalVectors] = {}
@@ -54,8 +55,8 @@ def dense_vectors(inputs: Inputs, params: EvaluateParams, device: str, max_seq_l
     for name, path in inputs.models.items():
         query_sets = {**inputs.sets.reported, **(tuning if name == "finetuned" else {})}
         with timer(f"encode {name}"):
-            cache = open_model_cache(cache_dir, path, max_seq_length)
-            encoder = LazySentenceEncoder(path, device, max_seq_length, params.batch_size)
+            cache = open_model_cache(cache_dir, path, max_seq_length, hardware.precision)
+            encoder = LazySentenceEncoder(path, hardware.device, max_seq_length, params.batch_size, hardware.precision)
             # The seed's recipe trains and retrieves without prompts (llama-index's defaults): measured as it is used.
             prompts = NO_PROMPTS if name == "seed_recipe" else inputs.prompts
             vectors[name] = encode_eval_texts(corpus_texts, _query_texts(query_sets), encoder, cache,

@@ -56,9 +56,12 @@ def text_hash(text: str, prompt: str = "") -> bytes:
     return hashlib.sha256(prompt.encode("utf-8") + b"\0" + text.encode("utf-8")).digest()
 
 
-def model_cache_name(model_content_hash: str, max_seq_length: int) -> str:
-    """Folder name for one model: its content plus the settings that change its vectors (truncation)."""
+def model_cache_name(model_content_hash: str, max_seq_length: int, precision: str = "fp32") -> str:
+    """Folder name for one model: its content plus the settings that change its vectors (truncation, and the
+    precision of the forward pass: bf16 vectors differ from fp32 ones in the third decimal)."""
     settings = f"{model_content_hash}|max_seq_length={max_seq_length}|normalized"
+    if precision != "fp32":  # fp32 keeps the name it had before precisions were told apart
+        settings += f"|precision={precision}"
     return LOCAL_PREFIX + hashlib.sha256(settings.encode()).hexdigest()[:24]
 
 
@@ -178,17 +181,17 @@ class VectorCache:
         return True
 
 
-def open_model_cache(root: Path, model_dir: Path, max_seq_length: int) -> VectorCache:
+def open_model_cache(root: Path, model_dir: Path, max_seq_length: int, precision: str = "fp32") -> VectorCache:
     """The cache of the model in ``model_dir`` (identified by its content, wherever it lives)."""
     content = content_hash(model_dir)
-    meta = {"model_dir": str(model_dir), "content_hash": content, "max_seq_length": max_seq_length}
-    return VectorCache(root / model_cache_name(content, max_seq_length), meta)
+    meta = {"model_dir": str(model_dir), "content_hash": content, "max_seq_length": max_seq_length, "precision": precision}
+    return VectorCache(root / model_cache_name(content, max_seq_length, precision), meta)
 
 
-def open_model_cache_read_only(root: Path, model_dir: Path, max_seq_length: int) -> VectorCache:
+def open_model_cache_read_only(root: Path, model_dir: Path, max_seq_length: int, precision: str = "fp32") -> VectorCache:
     """The same model's stored vectors in a memory-only cache: reading them changes nothing on disk."""
     stored = VectorCache(None)  # no folder: what it adds stays in memory
-    folder = root / model_cache_name(content_hash(model_dir), max_seq_length)
+    folder = root / model_cache_name(content_hash(model_dir), max_seq_length, precision)
     if folder.is_dir():
         stored._take_shards(folder)  # unreadable shards are skipped, not removed
     return stored

@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from stages.lib.documents.chunking import Chunk
+from stages.lib.models.encoding import encode_in_precision
 from stages.lib.models.prompts import Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.eval_sample import cap_queries, seeded_sample
@@ -45,14 +46,14 @@ class PromptEncoder(Protocol):
 class SentenceTransformerBackend:
     """The PyTorch model as sentence-transformers encodes it: the given prompt, its own max_seq_length and modules."""
 
-    def __init__(self, model, batch_size: int) -> None:
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model, batch_size: int, precision: str = "fp32") -> None:
+        self.model, self.batch_size, self.precision = model, batch_size, precision
+        self.device = str(model.device).split(":")[0]
 
     def encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
-        # prompt="" means exactly none (None would fall back to the model's default prompt).
-        vectors = self.model.encode(list(texts), prompt=prompt, batch_size=self.batch_size, convert_to_numpy=True,
-                                    show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        # prompt="" means exactly none (None would fall back to the model's default prompt). In the precision the
+        # evaluation encodes in, so the ONNX rows are compared with the vectors the pipeline reported on.
+        return encode_in_precision(self.model, list(texts), self.batch_size, self.device, self.precision, prompt=prompt)
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,13 @@ def cpu_throughput(encoders: dict[str, PromptEncoder], texts: Sequence[tuple[str
 
 
 def export_metrics(questions: MeasuredQuestions, vectors: dict[str, Vectors], speed: dict[str, float],
-                   n_speed_texts: int, pytorch_device: str) -> dict:
+                   n_speed_texts: int, pytorch_device: str, pytorch_precision: str = "fp32") -> dict:
     """``metrics/export.json``: numbers only, one section per encoder, differences against PyTorch."""
     quality = {name: retrieval_quality(questions.dataset, v) for name, v in vectors.items()}
     reference_hits = quality[PYTORCH][1]
     metrics: dict = {"enabled": 1, "golden": int(questions.golden), "queries": len(questions.dataset.queries),
                      "corpus_chunks": len(questions.dataset.corpus), "pytorch_quality_on_gpu": int(pytorch_device != "cpu"),
+                     "pytorch_bf16": int(pytorch_precision == "bf16"), "pytorch_fp16": int(pytorch_precision == "fp16"),
                      "cpu_throughput_texts": n_speed_texts}
     for name in BACKENDS:
         scores, hits = quality[name]

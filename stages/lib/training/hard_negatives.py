@@ -84,7 +84,7 @@ def _any_other(ids: list[str], excluded: set[str], seed: int, query: str) -> str
 
 def mine_model_negatives(model, anchors: Sequence[str], positive_ids: Sequence[str], corpus: dict[str, str],
                          neighbours: dict[str, set[str]], rank_max: int, relative_margin: float, seed: int,
-                         query_prompt: str, document_prompt: str, batch_size: int = 64) -> list[str]:
+                         query_prompt: str, document_prompt: str, batch_size: int = 64, precision: str = "fp32") -> list[str]:
     """One negative chunk id per (anchor, positive) pair, mined by ``model`` from ``corpus`` (the training chunks).
 
     ``mine_hard_negatives`` drops a pair it finds no negative for and cannot skip document neighbours, so it
@@ -94,17 +94,21 @@ def mine_model_negatives(model, anchors: Sequence[str], positive_ids: Sequence[s
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
+    from stages.lib.models.hardware import autocast
+
     candidates_per_pair = 4
     ids_by_text: dict[str, str] = {}
     for cid, text in corpus.items():
         ids_by_text.setdefault(text, cid)
-    mined = mine_hard_negatives(
-        Dataset.from_dict({"anchor": list(anchors), "positive": [corpus[cid] for cid in positive_ids]}), model,
-        corpus=list(corpus.values()), range_max=min(rank_max, len(corpus)), relative_margin=relative_margin,
-        num_negatives=min(candidates_per_pair, max(1, len(corpus) - 1)), sampling_strategy="top",
-        query_prompt=query_prompt, corpus_prompt=document_prompt, batch_size=batch_size, output_format="triplet",
-        verbose=False,
-    )
+    # Encoded in the run's precision (bf16 where the hardware computes it natively): the margins are relative.
+    with autocast(str(model.device).split(":")[0], precision):
+        mined = mine_hard_negatives(
+            Dataset.from_dict({"anchor": list(anchors), "positive": [corpus[cid] for cid in positive_ids]}), model,
+            corpus=list(corpus.values()), range_max=min(rank_max, len(corpus)), relative_margin=relative_margin,
+            num_negatives=min(candidates_per_pair, max(1, len(corpus) - 1)), sampling_strategy="top",
+            query_prompt=query_prompt, corpus_prompt=document_prompt, batch_size=batch_size, output_format="triplet",
+            verbose=False,
+        )
     found: dict[tuple[str, str], list[str]] = {}
     for row in mined:  # best first within each pair
         found.setdefault((row["anchor"], ids_by_text[row["positive"]]), []).append(ids_by_text[row["negative"]])

@@ -13,7 +13,7 @@ from pathlib import Path
 from stages.lib.common.errors import UserError
 from stages.lib.common.params import Params
 from stages.lib.documents.chunk_file import CHUNKS_FILE, load_chunks
-from stages.lib.models.hardware import Hardware
+from stages.lib.models.hardware import Hardware, encoding_batch_size
 from stages.lib.models.prompts import Prompts, resolve_prompts, save_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.training.distributed import local_rank
@@ -101,7 +101,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
         )
     columns = {"anchor": anchors, "positive": positives}
     if p.hard_negatives:
-        columns["negative"] = _hard_negatives(model, train_set, anchors, positives, p, prompts, say)
+        columns["negative"] = _hard_negatives(model, train_set, anchors, positives, p, prompts, hardware.precision, say)
     shortfall = duplicate_free_shortfall(columns, p.batch_size) if p.duplicate_free_batches else None
     if shortfall:
         distinct, needed = shortfall
@@ -120,7 +120,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     return Built(
         model=model,
         train_data=Dataset.from_dict(columns),
-        evaluator=ir_evaluator(val, "val", batch_size=64, prompts=prompts) if val else None,
+        evaluator=ir_evaluator(val, "val", batch_size=encoding_batch_size("auto", hardware.device), prompts=prompts) if val else None,
         n_pairs=len(anchors),
         n_pairs_available=len(all_anchors),
         val_queries=len(val.queries) if val else 0,
@@ -135,7 +135,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
 
 
 def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: list[str], p, prompts: Prompts,
-                    say) -> list[str]:
+                    precision: str, say) -> list[str]:
     """One mined negative passage per training pair, from the training chunks only (never a val or test passage)."""
     from stages.lib.training.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives, mine_model_negatives
 
@@ -152,7 +152,7 @@ def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: 
                                                                                                            strict=True)]
         negative_ids = mine_model_negatives(model, anchors, positive_ids, training_passages,
                                             neighbours, p.hard_negative_rank_max, p.hard_negative_relative_margin, p.seed,
-                                            prompts.query, prompts.document)
+                                            prompts.query, prompts.document, precision=precision)
     else:
         window = MiningWindow(p.hard_negative_rank_min, p.hard_negative_rank_max, p.hard_negative_margin)
         negative_ids = mine_bm25_negatives(anchors, [positives_by_query[a] for a in anchors], training_passages,

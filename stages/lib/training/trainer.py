@@ -96,8 +96,12 @@ class TrainProgress(TrainerCallback):
 
 
 def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
-                  vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS):
+                  vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS,
+                  resuming: bool = False):
     """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
+
+    ``resuming``: the run continues from a checkpoint, whose validation scores (the base model's, step 0, among
+    them) the best-model keeper already read from disk; none is computed again.
 
     Returns (trainer, best-model keeper).
     """
@@ -141,8 +145,9 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         data_seed=params.seed,
         eval_strategy="steps" if evaluator else "no",
         eval_steps=max(1, steps // params.evals_per_epoch),
-        # Step 0 is the base model: a candidate in model selection like every later step.
-        eval_on_start=evaluator is not None,
+        # Step 0 is the base model: a candidate in model selection like every later step. A resumed run already
+        # has it (and every score up to its checkpoint); evaluating on start would re-score the checkpoint's weights.
+        eval_on_start=evaluator is not None and not resuming,
         prompts=prompts.for_training(list(train_data.column_names)),
         save_strategy="steps",
         save_steps=save_steps(max(1, int(steps * params.epochs)), params.checkpoint_fraction),
