@@ -12,8 +12,9 @@ come from the cache).
     python -m benchmarks.scale                        # 1, 10, 100 and all laws: about 1.5 hours on 2 cores
     python -m benchmarks.scale --sizes 1 10           # a quick look
     python -m benchmarks.scale --readme               # also rewrite the table in README.md
+    python -m benchmarks.scale --sizes all --json benchmarks/results/scale_all_laws.json --no-rerun
 
-Writes benchmarks/results/scale.json.
+Writes benchmarks/results/scale.json (or --json), with the CPU and the precision evaluate encoded in.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from benchmarks.encode_throughput import cpu_name
 from benchmarks.project import REPO_ROOT, copy_pipeline
 
 STAGES = ("sample", "corpus", "questions", "base_model", "train", "evaluate")
@@ -81,7 +83,7 @@ def perturb_finetuned(folder: Path) -> None:
     """Change the fine-tuned weights slightly, as a new training run would, without training."""
     from safetensors.torch import load_file, save_file
 
-    weights = folder / "models/finetuned/model.safetensors"
+    weights = folder / "models/trained/model.safetensors"  # what evaluate reads (models/finetuned is its shipped copy)
     tensors = load_file(str(weights))
     name = sorted(tensors)[-1]
     tensors[name] = tensors[name] + 1e-4
@@ -110,8 +112,17 @@ def measure(size: str, root: Path) -> dict:
         "evaluated_queries": evaluation["test_queries"],
         "finetuned_hit@5": evaluation["finetuned"]["hit@5"],
         "bm25_hit@5": evaluation["bm25"]["hit@5"],
+        "cpu": cpu_name(),
+        "precision": evaluation.get("precision", "fp32"),
+        "evaluate_phases": _phases(log),
     })
     return result
+
+
+def _phases(log: Path) -> str:
+    """The last ``[evaluate] phases: ...`` line of the stage log: where evaluate's time went."""
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if "[evaluate] phases:" in line]
+    return lines[-1].split("phases:", 1)[1].strip() if lines else ""
 
 
 def measure_finetuned_only(size: str, root: Path) -> dict:
@@ -151,16 +162,20 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["1", "10", "100", "all"])
     parser.add_argument("--keep", type=Path, help="run in this folder and keep the projects (default: a temp folder)")
     parser.add_argument("--readme", action="store_true", help="rewrite the table in README.md")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
+    parser.add_argument("--no-rerun", action="store_true", help="skip the rerun of evaluate with only the fine-tuned model changed")
     args = parser.parse_args()
+    output = args.json if args.json.is_absolute() else REPO_ROOT / args.json
     root = args.keep or Path(tempfile.mkdtemp(prefix="scale-"))
     root.mkdir(parents=True, exist_ok=True)
     results = []
     for size in args.sizes:
         results.append(measure(size, root))
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    results[-1]["evaluate_finetuned_changed"] = measure_finetuned_only(args.sizes[-1], root)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not args.no_rerun:
+        results[-1]["evaluate_finetuned_changed"] = measure_finetuned_only(args.sizes[-1], root)
+        output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     table = markdown_table(results)
     print(table)
     if args.readme:

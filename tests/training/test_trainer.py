@@ -205,3 +205,32 @@ def test_duplicate_free_batches_that_cannot_be_filled_are_caught_before_training
     # Positive and negative of 32 rows are 64 texts that must all differ: 40 cannot do it.
     assert duplicate_free_shortfall(triplets, 32) == (40, 64)
     assert duplicate_free_shortfall(triplets, 20) is None
+
+
+def test_a_checkpoint_holds_the_trained_weights_only_and_restores_them_exactly(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from stages.lib.training.checkpoints import TRAINED_WEIGHTS, load_trained_weights, save_trained_weights
+
+    def model():
+        torch.manual_seed(0)  # the same "base model" every time, as the resumed run rebuilds it
+        built = torch.nn.Sequential(torch.nn.Embedding(1000, 16), torch.nn.Linear(16, 4))
+        built[0].weight.requires_grad_(False)  # frozen token embeddings: never change, never saved
+        return built
+
+    trained = model()
+    with torch.no_grad():
+        trained[1].weight.add_(1.0)
+    assert save_trained_weights(trained, tmp_path) == 16 * 4 + 4
+    assert set(load_file(str(tmp_path / TRAINED_WEIGHTS))) == {"1.weight", "1.bias"}
+    resumed = model()
+    assert not torch.equal(resumed[1].weight, trained[1].weight)
+    assert load_trained_weights(resumed, tmp_path)
+    for (name, a), (_, b) in zip(trained.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert not load_trained_weights(resumed, tmp_path / "absent")  # a full checkpoint: the Trainer's own loader
+    other = model()
+    other[0].weight.requires_grad_(True)  # a model that trains more than the checkpoint holds
+    with pytest.raises(RuntimeError, match="other parameters"):
+        load_trained_weights(other, tmp_path)

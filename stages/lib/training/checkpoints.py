@@ -6,6 +6,11 @@ fingerprint covers everything the stage reads (params that change the result,
 data, base model, code, library versions): a rerun after a crash resumes only
 from checkpoints of the very same run, and checkpoints of any other are
 discarded.
+
+A checkpoint holds only the weights training changes (``requires_grad``), with
+the optimizer, scheduler, RNG and data position: everything else (a frozen
+token-embedding matrix is 80% of multilingual-e5-small) is the base model's,
+which the resumed run rebuilds identically from the same inputs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "trainer_state.json"
 BEST_DIR = "best"
 BEST_RECORD = "best.json"
+TRAINED_WEIGHTS = "trained_weights.safetensors"
 
 
 def file_digest(path: Path) -> str:
@@ -119,6 +125,35 @@ def resume_point(root: Path, key: str, writer: bool, say) -> tuple[Path, Path | 
 def save_steps(total_steps: int, fraction: float) -> int:
     """Checkpoint interval in steps: every ``fraction`` of the run, so a kill loses at most that share."""
     return max(1, int(total_steps * fraction))
+
+
+def save_trained_weights(model, folder: Path) -> int:
+    """Write the parameters training updates (``requires_grad``) to ``folder``; returns their count."""
+    from safetensors.torch import save_file
+
+    tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / TRAINED_WEIGHTS))
+    return sum(t.numel() for t in tensors.values())
+
+
+def load_trained_weights(model, folder: Path) -> bool:
+    """Copy a checkpoint's trained parameters into ``model`` (rebuilt from the same base); False without that file."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = folder / TRAINED_WEIGHTS
+    if not path.is_file():
+        return False
+    tensors = load_file(str(path))
+    parameters = dict(model.named_parameters())
+    trainable = {name for name, p in parameters.items() if p.requires_grad}
+    if set(tensors) != trainable:  # the fingerprint covers what decides this: only a hand-edited folder gets here
+        raise RuntimeError(f"{path} holds other parameters than this model trains: delete {folder.parent} and rerun.")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            parameters[name].copy_(tensor)
+    return True
 
 
 def read_best(work: Path) -> dict[str, Any] | None:

@@ -110,10 +110,17 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
     from transformers import PrinterCallback
 
-    from stages.lib.training.checkpoints import BestModelKeeper, CheckpointSchedule, save_steps
+    from stages.lib.training.checkpoints import (
+        BestModelKeeper,
+        CheckpointSchedule,
+        load_trained_weights,
+        save_steps,
+        save_trained_weights,
+    )
 
     class CheckpointTimingTrainer(SentenceTransformerTrainer):
-        """Counts checkpoint saves and their time: the cost of being resumable, reported in the metrics."""
+        """Lean checkpoints (the trained weights only, see ``checkpoints.py``), counted and timed: the cost of being
+        resumable, reported in the metrics."""
 
         checkpoints_saved = 0
         checkpoint_seconds = 0.0
@@ -123,6 +130,14 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
             super()._save_checkpoint(model, trial)
             self.checkpoints_saved += 1
             self.checkpoint_seconds += time.perf_counter() - started
+
+        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+            # Only ever called for a checkpoint here: the stage writes the selected model itself.
+            save_trained_weights(self.model, Path(output_dir or self.args.output_dir))
+
+        def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
+            if not load_trained_weights(self.model, Path(checkpoint_path)):
+                super()._load_from_checkpoint(checkpoint_path)
 
     steps = steps_per_epoch(len(train_data), params.batch_size)
     loss = build_loss(model, params, distributed=hardware.processes > 1)

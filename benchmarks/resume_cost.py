@@ -1,0 +1,111 @@
+"""Benchmark: what a `kill -9` of training costs, as a share of an uninterrupted run.
+
+In a fresh copy of the default pipeline (sample, corpus, questions and base_model
+reproduced first, with ``dvc repro``), it times ``dvc repro --force --single-item train``
+uninterrupted (F), runs it again and kills the whole process tree with SIGKILL at
+``--kill-at`` x F (60% by default), then times the rerun that resumes it (R).
+It reports R / F, the checkpoint step resumed from, and whether the resumed model's
+weights equal the uninterrupted run's (on one machine they should, bit for bit).
+
+    python -m benchmarks.resume_cost                  # about 2.5 x F: 7-8 minutes on 2 cores
+    python -m benchmarks.resume_cost --json benchmarks/results/resume_cost.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.encode_throughput import cpu_name
+from benchmarks.project import REPO_ROOT, copy_pipeline
+
+WEIGHTS = Path("models/trained/model.safetensors")
+
+
+def dvc(args: list[str], project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], cwd=project, env=_env(), check=True, capture_output=True, text=True)
+
+
+def _env() -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1"}
+
+
+def make_project(folder: Path) -> None:
+    copy_pipeline(folder)
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=folder, env=_env(), check=True, capture_output=True)
+    for stage in ("check_params", "sample", "corpus", "questions", "base_model"):
+        dvc(["repro", "--single-item", stage], folder)
+
+
+def timed_train(project: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = dvc(["repro", "--force", "--single-item", "train"], project)
+    return time.perf_counter() - started, result.stdout
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # dvc, the shell it starts and the Python process under it
+    process.wait()
+
+
+def measure(project: Path, kill_at: float) -> dict:
+    full, _ = timed_train(project)
+    reference = (project / WEIGHTS).read_bytes()
+    interrupted = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=project, env=_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(kill_at * full)
+    kill_tree(interrupted)
+    checkpoints = sorted(int(p.parent.name.split("-")[-1])
+                         for p in project.glob("models/.train-work/*/checkpoint-*/trainer_state.json"))
+    rerun, output = timed_train_resume(project)
+    metrics = json.loads((project / "metrics/train.json").read_text(encoding="utf-8"))
+    return {
+        "cpu": cpu_name(),
+        "full_train_seconds": round(full, 1),
+        "killed_after_seconds": round(kill_at * full, 1),
+        "complete_checkpoints_at_kill": checkpoints,
+        "resumed_from_step": metrics["resumed_from_step"],
+        "steps": metrics["steps"],
+        "rerun_seconds": round(rerun, 1),
+        "rerun_share_of_full": round(rerun / full, 3),
+        "checkpoints_saved_in_rerun": metrics["checkpoints_saved"],
+        "checkpoint_seconds_in_rerun": metrics["checkpoint_seconds"],
+        "resumed_weights_identical": (project / WEIGHTS).read_bytes() == reference,
+        "resume_line": next((line for line in output.splitlines() if "resuming from" in line), ""),
+    }
+
+
+def timed_train_resume(project: Path) -> tuple[float, str]:
+    """The rerun after the kill. --force: DVC would otherwise restore the first run's model from its cache, which
+    says nothing about resuming (a user's killed run has no such earlier run)."""
+    return timed_train(project)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kill-at", type=float, default=0.6, help="share of the uninterrupted run's time (default 0.6)")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        project = Path(folder) / "project"
+        make_project(project)
+        result = measure(project, args.kill_at)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        target = args.json if args.json.is_absolute() else REPO_ROOT / args.json
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
