@@ -126,7 +126,7 @@ def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
            f"none ({API_KEY_VARIABLE} is not set)" + ("" if loopback else
                                                       f"; WARNING: anyone who can reach {args.host} can use it"))
     return "\n".join([
-        f"[serve] {folder} on the {args.backend} backend, {getattr(encoder, 'hardware', 'onnxruntime, CPU')}",
+        f"[serve] {folder} on the {args.backend} backend, device {getattr(encoder, 'hardware', 'onnxruntime (CPU)')}",
         f"  models: {name} and {name}-passage (passages), {name}-query (queries); or input_type 'query' / 'passage'",
         f"  dimension {encoder.dimension}, max_seq_length {encoder.max_seq_length} tokens (longer texts truncated, as "
         f"the evaluation encoded them; above {settings.max_tokens} refused)",
