@@ -95,9 +95,13 @@ def test_the_saved_model_carries_the_prompts_and_a_fresh_process_gets_the_evalua
     from stages.lib.common.files import content_hash
     from stages.lib.retrieval.vector_cache import VectorCache, model_cache_name, text_hash
 
-    cache = VectorCache(path / "data/embedding_cache" / model_cache_name(content_hash(path / "models/finetuned"), 96))
+    precision = json.loads((path / "metrics/eval.json").read_text())["precision"]  # bf16 on a CPU that has it
+    cache = VectorCache(path / "data/embedding_cache" / model_cache_name(content_hash(path / "models/finetuned"), 96, precision))
     evaluated = cache.vectors([text_hash(q, "query: ") for q in questions] + [text_hash(c, "passage: ") for c in chunks])
-    assert np.allclose(fresh, evaluated, atol=1e-5)
+    if precision == "fp32":
+        assert np.allclose(fresh, evaluated, atol=1e-5)
+    else:
+        assert np.sum(fresh * evaluated, axis=1).min() > 0.999
     # And without the prompt the vectors differ: the prompt is really part of what was measured.
     assert text_hash(questions[0]) not in cache
 

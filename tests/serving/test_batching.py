@@ -54,7 +54,7 @@ class Recording:
 def encoder(tmp_path_factory):
     from stages.lib.serving.encoders import SentenceTransformerEncoder
 
-    return SentenceTransformerEncoder(prompted_minilm(tmp_path_factory.mktemp("model") / "minilm"), device="cpu")
+    return SentenceTransformerEncoder(prompted_minilm(tmp_path_factory.mktemp("model") / "minilm"), device="cpu", precision="fp32")
 
 
 def test_concurrent_requests_share_encoder_calls_and_get_their_own_rows(encoder):

@@ -47,7 +47,10 @@ def test_switched_on_it_runs_alone_and_measures_the_export(tiny_pipeline, tmp_pa
     assert metrics["queries"] > 0 and metrics["corpus_chunks"] > 0 and metrics["cpu_throughput_texts"] == 24
     assert set(metrics["pytorch"]) == SECTION_KEYS
     assert set(metrics["onnx"]) == set(metrics["onnx_int8"]) == SECTION_KEYS | EXPORT_KEYS
-    assert metrics["onnx"]["hit@5_diff_vs_pytorch"] == 0 and metrics["onnx"]["cosine_gap_max"] < 1e-4
+    if metrics["pytorch_bf16"]:  # a CPU with native bf16: the PyTorch reference encodes in bf16, ONNX in fp32
+        assert metrics["onnx"]["hit@5_queries_changed_vs_pytorch"] <= 1 and metrics["onnx"]["cosine_gap_max"] < 1e-3
+    else:
+        assert metrics["onnx"]["hit@5_diff_vs_pytorch"] == 0 and metrics["onnx"]["cosine_gap_max"] < 1e-4
     assert all(metrics[name]["cpu_texts_per_s"] > 0 for name in BACKENDS)
     assert {p.name for p in (project / "models/finetuned-onnx").iterdir()} >= {"model.onnx", "model_int8.onnx",
                                                                                 "onnx_config.json", "tokenizer.json"}

@@ -52,3 +52,22 @@ def test_a_port_in_use_exits_2_before_loading_the_model(tmp_path):
     assert result.returncode == 2, result.stderr
     message = " ".join(result.stderr.split())
     assert f"Cannot listen on 127.0.0.1:{port}" in message and "--port" in message
+
+
+@pytest.mark.parametrize(("backend", "flags", "words"), [
+    ("torch", ("--device", "cpu", "--precision", "fp16"), ["--precision fp16", "this CPU cannot encode in it", "--precision auto"]),
+    ("onnx", ("--precision", "fp32"), ["--device and --precision are for the torch backend", "int8"]),
+])
+def test_a_precision_the_backend_or_hardware_cannot_use_exits_2_before_loading_the_model(tmp_path, backend, flags, words):
+    folder = tmp_path / "models/finetuned"
+    folder.mkdir(parents=True)
+    (folder / "modules.json").write_text("[]", encoding="utf-8")  # never loaded: the precision fails first
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = _serve(tmp_path, "--port", str(port), "--backend", backend, "--model-dir", str(folder), *flags)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    for word in words:
+        assert word in message, (word, result.stderr)
+    assert "Traceback" not in result.stderr

@@ -75,7 +75,9 @@ def served(tmp_path_factory, model_dir, request):
     with log.open("w", encoding="utf-8") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "stages.serve", "--port", str(port), "--model-dir", str(model_dir), "--model-name",
-             "minilm", "--max-inputs", str(MAX_INPUTS), "--max-tokens", str(MAX_TOKENS), "--device", "cpu"],
+             "minilm", "--max-inputs", str(MAX_INPUTS), "--max-tokens", str(MAX_TOKENS), "--device", "cpu",
+             # fp32 on any CPU: the vectors are compared with sentence-transformers' own fp32 ones
+             "--precision", "fp32"],
             cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         request.getfixturevalue("reference")  # loads while the server starts
