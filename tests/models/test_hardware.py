@@ -11,7 +11,7 @@ from stages.lib.models.hardware import Hardware, autocast, cpu_bf16_flags, cpu_h
 NATIVE_BF16 = cpu_has_native_bf16()
 needs_native_bf16 = pytest.mark.skipif(
     not NATIVE_BF16, reason="this CPU has no native bf16 (no avx512_bf16 / amx_bf16 in /proc/cpuinfo): PyTorch would "
-                            "emulate it about fifty times slower than fp32, so the pipeline never uses it here")
+                            "emulate it about a hundred times slower than fp32, so the pipeline never uses it here")
 
 TEXTS = ["证券公司应当建立健全内部控制制度。", "上市公司收购可以采取要约收购或者协议收购的方式。",
          "When must a listed company disclose a major event?", "投资者保护机构可以作为诉讼代表人参加诉讼。",

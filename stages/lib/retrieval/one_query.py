@@ -72,9 +72,8 @@ def _find(dataset: QADataset, wanted: str) -> frozenset[str] | None:
 def rank_all(query: str, chunks: list[Chunk], params: Params, depth: int) -> dict[str, Ranking]:
     corpus = {c.id: c.text for c in chunks}
     corpus_ids = list(corpus)
-    # The precision `evaluate` resolves too, so its cached corpus vectors are the ones read here.
+    # The precision and the prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
     hardware = resolve_hardware(params.compute.device, params.compute.precision)
-    # The prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, MODELS["base"][0])
     rankings: dict[str, Ranking] = {}
     for name, (path, _) in MODELS.items():

@@ -65,11 +65,9 @@ class SentenceTransformerEncoder:
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads())  # the cores this process may use (a container's share)
         self._model = SentenceTransformer(str(folder), device=self.device)
-        # Texts per forward pass, after sentence-transformers sorts a call's texts by length. On a CPU the cost
-        # is the padded tokens, and small passes pad little: measured on multilingual-e5-small, 2 cores, six
-        # calls of 36 random law articles (87 tokens on average, up to 256), 8 per pass took 5.5 s, 16 took
-        # 7.3 s, 32 took 12 s (64: 2.3 times 8's in another run); short queries gain little above 8.
-        # A GPU wants wide passes.
+        # Texts per forward pass, after sentence-transformers sorts a call's texts by length: 8 on a CPU, where small
+        # passes pad little and stay in cache (a request's few texts pad most: six calls of 36 random law articles
+        # took 5.5 s at 8 per pass, 12 s at 32), wide on a GPU (models/hardware.py).
         self._batch_size = batch_size or encoding_batch_size("auto", self.device)
         self.name = Path(folder).resolve().name
         self.dimension = int(self._model.get_embedding_dimension())
