@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.encode_throughput import cpu_name
 from benchmarks.project import REPO_ROOT
+from benchmarks.train_throughput import cpu_name
 
 MODELS = {"base": Path("models/base"), "finetuned": Path("models/trained")}
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import tempfile
@@ -28,17 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.project import REPO_ROOT
-from benchmarks.train_throughput import flops_per_token, matmul_peak, prepare_project
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from benchmarks.train_throughput import cpu_name, flops_per_token, matmul_peak, prepare_project
 
 
 def padded_tokens(lengths: list[int], batch_size: int) -> int:

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.encode_throughput import cpu_name
 from benchmarks.project import REPO_ROOT, copy_pipeline
+from benchmarks.train_throughput import cpu_name
 
 WEIGHTS = Path("models/trained/model.safetensors")
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from benchmarks.encode_throughput import cpu_name
 from benchmarks.project import REPO_ROOT, copy_pipeline
+from benchmarks.train_throughput import cpu_name
 
 STAGES = ("sample", "corpus", "questions", "base_model", "train", "evaluate")
 DEFAULT_LAW = "中华人民共和国证券法"
@@ -91,6 +91,8 @@ def perturb_finetuned(folder: Path) -> None:
 
 
 def measure(size: str, root: Path) -> dict:
+    from stages.lib.models.hardware import cpu_bf16_flags
+
     folder = root / f"laws-{size}"
     folder.mkdir(parents=True)
     laws = select_laws(size)
@@ -113,6 +115,7 @@ def measure(size: str, root: Path) -> dict:
         "finetuned_hit@5": evaluation["finetuned"]["hit@5"],
         "bm25_hit@5": evaluation["bm25"]["hit@5"],
         "cpu": cpu_name(),
+        "cpu_native_bf16_flags": cpu_bf16_flags(),
         "precision": evaluation.get("precision", "fp32"),
         "evaluate_phases": _phases(log),
     })

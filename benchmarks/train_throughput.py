@@ -78,6 +78,16 @@ def matmul_peak(device: str, dtype_name: str, size: int = 2048, repeats: int = 1
     return 2.0 * size**3 / best
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def measure(steps: int, warmup: int) -> dict:
     import torch
     from transformers import TrainerCallback
@@ -85,7 +95,7 @@ def measure(steps: int, warmup: int) -> dict:
     from stages.lib.common.cores import cpu_threads
     from stages.lib.common.params import load_params
     from stages.lib.common.progress import quiet_library_bars
-    from stages.lib.models.hardware import resolve_hardware
+    from stages.lib.models.hardware import cpu_bf16_flags, resolve_hardware
     from stages.lib.training.inputs import VAL_METRIC, build_inputs
     from stages.lib.training.trainer import build_trainer
 
@@ -122,6 +132,8 @@ def measure(steps: int, warmup: int) -> dict:
         "precision": hardware.precision,
         "threads": torch.get_num_threads() if hardware.device == "cpu" else None,
         "machine": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_native_bf16_flags": cpu_bf16_flags(),
         "batch_size": params.train.batch_size,
         "timed_steps": steps,
         "seconds_per_step": round(step_seconds, 3),
