@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.project import REPO_ROOT
+from benchmarks.project import write_result
 from benchmarks.train_throughput import cpu_name
 
 MODELS = {"base": Path("models/base"), "finetuned": Path("models/trained")}
@@ -132,15 +132,12 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=Path("."), help="a reproduced project (default: here)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    target = None if args.json is None else args.json if args.json.is_absolute() else REPO_ROOT / args.json
     os.chdir(args.project)
     native = resolve_device("auto") == "cuda" or cpu_has_native_bf16()
     mode = ("native" if native else "simulated") if args.mode == "auto" else args.mode
     result = measure(mode)
     print(json.dumps(result, indent=1))
-    if target:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT
+from benchmarks.project import write_result
 from benchmarks.train_throughput import cpu_name, flops_per_token, matmul_peak, prepare_project
 
 
@@ -119,10 +119,7 @@ def main() -> None:
         os.chdir(project)
         result = measure(sample_texts(args.texts, seed=42), args.batch_sizes, args.repeats)
     print(json.dumps({k: v for k, v in result.items() if k != "by_batch_size"}, indent=1))
-    if args.json:
-        target = args.json if args.json.is_absolute() else REPO_ROOT / args.json
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,3 +19,12 @@ def copy_pipeline(folder: Path) -> None:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+
+
+def write_result(path: Path | None, result: dict | list) -> None:
+    """Write a benchmark's result as JSON to ``path`` (relative paths from the repository root); None: nothing."""
+    if path is None:
+        return
+    target = path if path.is_absolute() else REPO_ROOT / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

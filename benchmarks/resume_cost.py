@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, copy_pipeline
+from benchmarks.project import copy_pipeline, write_result
 from benchmarks.train_throughput import cpu_name
 
 WEIGHTS = Path("models/trained/model.safetensors")
@@ -101,10 +101,7 @@ def main() -> None:
         make_project(project)
         result = measure(project, args.kill_at)
     print(json.dumps(result, indent=2))
-    if args.json:
-        target = args.json if args.json.is_absolute() else REPO_ROOT / args.json
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

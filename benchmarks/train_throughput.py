@@ -18,7 +18,6 @@ in the pairs (padding not counted, so the ratio is a lower bound on utilisation)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, copy_pipeline
+from benchmarks.project import copy_pipeline, write_result
 
 PREPARE = ("sample", "corpus", "questions", "base_model")
 
@@ -158,10 +157,7 @@ def main() -> None:
         result = measure(args.steps, max(1, args.warmup))
     for key, value in result.items():
         print(f"{key:>20}: {value}")
-    if args.json:
-        target = args.json if args.json.is_absolute() else REPO_ROOT / args.json
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":
