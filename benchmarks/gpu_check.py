@@ -122,6 +122,8 @@ def load_model(bundle: Path, folder: Path, device: str, max_seq_length: int):
     return model
 
 
+# The pipeline's own autocast and encode_in_precision (stages/lib/models/) import the stages' error handling and
+# with it python-dotenv, which the GPU machine lacks; these two are the same few lines, dependency-free.
 def autocast(device: str, precision: str):
     import contextlib
 

@@ -67,7 +67,9 @@ def measure(project: Path, kill_at: float) -> dict:
     kill_tree(interrupted)
     checkpoints = sorted(int(p.parent.name.split("-")[-1])
                          for p in project.glob("models/.train-work/*/checkpoint-*/trainer_state.json"))
-    rerun, output = timed_train_resume(project)
+    # The rerun is forced too: DVC would otherwise restore the first run's model from its cache, which says
+    # nothing about resuming (a user's killed run has no such earlier run).
+    rerun, output = timed_train(project)
     metrics = json.loads((project / "metrics/train.json").read_text(encoding="utf-8"))
     return {
         "cpu": cpu_name(),
@@ -83,12 +85,6 @@ def measure(project: Path, kill_at: float) -> dict:
         "resumed_weights_identical": (project / WEIGHTS).read_bytes() == reference,
         "resume_line": next((line for line in output.splitlines() if "resuming from" in line), ""),
     }
-
-
-def timed_train_resume(project: Path) -> tuple[float, str]:
-    """The rerun after the kill. --force: DVC would otherwise restore the first run's model from its cache, which
-    says nothing about resuming (a user's killed run has no such earlier run)."""
-    return timed_train(project)
 
 
 def main() -> None:
