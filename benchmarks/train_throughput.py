@@ -31,8 +31,13 @@ from benchmarks.project import copy_pipeline, write_result
 PREPARE = ("sample", "corpus", "questions", "base_model")
 
 
-def prepare_project(folder: Path) -> None:
+def prepare_project(folder: Path, precision: str | None = None) -> None:
+    """The default pipeline's inputs in ``folder``; ``precision``: a ``compute.precision`` other than params.yaml's."""
     copy_pipeline(folder)
+    if precision:
+        params = folder / "params.yaml"
+        text = params.read_text(encoding="utf-8")
+        params.write_text(text.replace("  precision: auto", f"  precision: {precision}", 1), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     for stage in PREPARE:
         subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, check=True, capture_output=True)
@@ -148,11 +153,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="compute.precision (default: params.yaml's)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder)
-        prepare_project(project)
+        prepare_project(project, args.precision)
         os.chdir(project)
         result = measure(args.steps, max(1, args.warmup))
     for key, value in result.items():

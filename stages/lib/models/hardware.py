@@ -120,7 +120,8 @@ class Hardware:
     def describe(self) -> str:
         """One line for the log: where, in what precision, and why that precision."""
         if self.precision == "fp32":
-            why = "no native bf16 on this CPU" if self.device == "cpu" else "full precision"
+            # Said only where it is the reason: fp32 may also be asked for on a CPU that has bf16.
+            why = "no native bf16 on this CPU" if self.device == "cpu" and not cpu_has_native_bf16() else "full precision"
         elif self.device == "cpu":
             why = f"autocast, native bf16 ({', '.join(cpu_bf16_flags()) or 'forced'})"
         else:
