@@ -42,6 +42,8 @@ JUDGES = {
 # depend on later changes of the defaults.
 FULL = {"train.freeze_token_embeddings": False}
 FROZEN = {"train.freeze_token_embeddings": True}
+DEFAULT_RECIPE = {**FROZEN, "train.learning_rate": 2e-5, "train.max_pairs": 384, "train.loss": "mnrl",
+                  "train.round_trip_filter": "none", "train.wise_ft_alphas": [1.0]}
 VARIANTS: dict[str, dict[str, object]] = {
     "base_lr_1e-4_all_weights": {**FULL, "train.learning_rate": 1e-4},
     "frozen_lr_1e-4": {**FROZEN, "train.learning_rate": 1e-4},
@@ -73,6 +75,13 @@ VARIANTS: dict[str, dict[str, object]] = {
                                       "questions.train_styles": {"question": 3, "keywords": 0, "sentence": 0, "topic": 0}},
     "frozen_lr_5e-5_no_topic": {**FROZEN, "train.learning_rate": 5e-5,
                                 "questions.train_styles": {"question": 3, "keywords": 1, "sentence": 0, "topic": 0}},
+    # Issue 22, "fine-tuning that generalises": each against the default recipe of the day (frozen, 2e-5, 384 pairs,
+    # MNRL, no filter, no ensembling), run in the same session so that machine and precision match.
+    "default_recipe": {**DEFAULT_RECIPE},
+    "default_wise_ft": {**DEFAULT_RECIPE, "train.wise_ft_alphas": [0.25, 0.5, 0.75, 1.0]},
+    "default_gist": {**DEFAULT_RECIPE, "train.loss": "gist"},
+    "default_round_trip_bm25_top10": {**DEFAULT_RECIPE, "train.round_trip_filter": "bm25", "train.round_trip_top_k": 10},
+    "default_round_trip_base_top10": {**DEFAULT_RECIPE, "train.round_trip_filter": "base", "train.round_trip_top_k": 10},
 }
 
 
@@ -129,8 +138,9 @@ def golden_val_scores(project: Path) -> dict[str, dict]:
     chunks = load_chunks(project / "data/corpus/chunks.jsonl")
     corpus = {c.id: c.text for c in chunks}
     lexical_index = BM25Index(corpus)
-    encoders = {name: LazySentenceEncoder(project / "models" / name, resolve_device("auto"), params.model.max_seq_length, 64)
-                for name in ("base", "finetuned")}
+    # The train stage's output is models/trained (model_card, not run here, ships it as models/finetuned).
+    encoders = {name: LazySentenceEncoder(project / "models" / folder, resolve_device("auto"), params.model.max_seq_length, 64)
+                for name, folder in (("base", "base"), ("finetuned", "trained"))}
     doc_vectors = {name: encoder(list(corpus.values()), prompts.document) for name, encoder in encoders.items()}
     scores: dict[str, dict] = {}
     for file in params.evaluate.golden_sets:

@@ -2,7 +2,9 @@
 
 Questions for a split are generated only from that split's chunks, so no
 val/test passage is ever a training positive; every file's ``corpus`` holds
-all chunks, so retrieval is always over the whole corpus.
+all chunks, so retrieval is always over the whole corpus. Chunks of the extra
+training documents (``data/corpus/extra_chunks.jsonl``) add training questions
+only: they are in ``train.json``'s corpus and in no other file's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from stages.lib.common.endpoint import env_or_param
 from stages.lib.common.errors import run_stage
 from stages.lib.common.files import write_json
 from stages.lib.common.params import load_params
-from stages.lib.documents.chunk_file import load_chunks
+from stages.lib.documents.chunk_file import EXTRA_CHUNKS_FILE, load_chunks
 from stages.lib.documents.chunking import SPLITS
 from stages.lib.questions.llm import generate_with_llm
 from stages.lib.questions.offline import generate_offline, inverse_document_frequency
@@ -28,19 +30,23 @@ STORE_DIR = Path("data/llm_cache")
 
 @run_stage("questions")
 def main() -> None:
+    # 1. The chunks: the target corpus, and the extra training documents' (all in the train split).
     params = load_params().questions
-    chunks = load_chunks()
+    chunks, extra_chunks = load_chunks(), load_chunks(EXTRA_CHUNKS_FILE)
     corpus = {chunk.id: chunk.text for chunk in chunks}
+    training_corpus = {**corpus, **{chunk.id: chunk.text for chunk in extra_chunks}}
     STORE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
     metrics: dict[str, float] = {}
+
+    # 2. Generate, per split (the extra chunks' questions join the train split).
     if params.generator in ("llm", "llamaindex"):
         model = env_or_param(params.llm.model, "LLM_MODEL", "questions.llm.model")
         if params.generator == "llm":
-            run = generate_with_llm(chunks, params.llm, model, STORE_DIR, params.max_query_chars)
+            run = generate_with_llm(chunks + extra_chunks, params.llm, model, STORE_DIR, params.max_query_chars)
         else:
             from stages.lib.questions.llamaindex import generate_with_llamaindex
 
-            run = generate_with_llamaindex(chunks, params.llm, model, STORE_DIR)
+            run = generate_with_llamaindex(chunks + extra_chunks, params.llm, model, STORE_DIR)
         generated = run.queries
         metrics.update(run.stats)
     else:
@@ -53,8 +59,15 @@ def main() -> None:
             )
             for split in SPLITS
         }
+        if extra_chunks:  # the target's questions stay exactly what they are without extra documents
+            generated["train"] += generate_offline(extra_chunks, params.train_styles,
+                                                   inverse_document_frequency(chunks + extra_chunks), params.seed,
+                                                   params.max_query_chars)
+
+    # 3. Write one seed-compatible file per split, and report.
+    extra_ids = {chunk.id for chunk in extra_chunks}
     for split in SPLITS:
-        dataset = build_dataset(generated.get(split, []), corpus)
+        dataset = build_dataset(generated.get(split, []), training_corpus if split == "train" else corpus)
         dataset.save(OUTPUT_DIR / f"{split}.json")
         metrics[f"{split}_queries"] = len(dataset.queries)
         metrics[f"{split}_pairs"] = sum(len(docs) for docs in dataset.relevant_docs.values())
@@ -62,6 +75,12 @@ def main() -> None:
             metrics[f"{split}_{style}"] = count
         n_chunks = sum(1 for c in chunks if c.split == split)
         print(f"[questions] {split}: {len(dataset.queries)} queries over {n_chunks} chunks ({params.generator})")
+        if split == "train":
+            extra_queries = sum(1 for docs in dataset.relevant_docs.values() if set(docs) <= extra_ids)
+            metrics["train_queries_from_extra_documents"] = extra_queries
+    if extra_chunks:
+        print(f"[questions] of the train queries, {extra_queries} are about the {len(extra_chunks)} chunks of the "
+              "extra training documents")
     write_json(METRICS_FILE, metrics)
 
 

@@ -7,8 +7,11 @@ after a crash or ``kill -9`` resumes instead of starting over. Model selection
 is by NDCG@10 on the best labelled val there is (golden val when a golden set
 is about this corpus, else a bounded sample of the synthetic val split), and
 the base model itself (step 0) is a candidate: a fine-tune that does not beat
-it is not kept. The loss and validation curves go to ``metrics/train_curves/``
-for ``dvc plots``. Queries and passages are encoded after the model's prompts
+it is not kept. The selected checkpoint is then mixed with the base model in
+weight space (WiSE-FT: alpha x fine-tuned + (1 - alpha) x base), with the
+``train.wise_ft_alphas`` value that scores best on that same val set. The loss
+and validation curves go to ``metrics/train_curves/`` for ``dvc plots``.
+Queries and passages are encoded after the model's prompts
 (``model.query_prompt`` / ``model.document_prompt``), which are saved with the
 model. If the base tokenizer maps too much of the corpus to ``[UNK]``, the
 vocabulary is extended first and the extended tokenizer is saved with the model.
@@ -29,6 +32,7 @@ from stages.lib.common.params import Params, load_params
 from stages.lib.common.progress import quiet_library_bars
 from stages.lib.models.hardware import Hardware, resolve_hardware
 from stages.lib.training.checkpoints import (
+    BEST_DIR,
     checkpoint_step,
     fingerprint,
     fingerprint_settings,
@@ -39,6 +43,7 @@ from stages.lib.training.distributed import is_launched_worker, launch_workers, 
 from stages.lib.training.inputs import BASE_DIR, INPUT_FILES, VAL_METRIC, VAL_PREFIX, build_inputs, check_batch_split, require_inputs
 from stages.lib.training.outcome import training_metrics, write_curves
 from stages.lib.training.saved_model import save_selected_model
+from stages.lib.training.weight_ensembling import ensemble_with_base
 
 OUTPUT_DIR = Path("models/trained")  # shipped as models/finetuned, with its card (stage model_card)
 WORK_ROOT = Path("models/.train-work")  # checkpoints; ignored by git and DVC
@@ -113,13 +118,18 @@ def train(params: Params, hardware: Hardware) -> None:
         raise UserError("Training took no step: the batch sampler could not fill one batch of 'train.batch_size' "
                         f"({params.train.batch_size}) from {built.n_pairs} pairs. Lower 'train.batch_size'.")
 
-    # 3. Report (rank 0): the best model by validation score, the curves, the metrics; then drop the checkpoints.
+    # 3. Weight-space ensembling with the base model (rank 0): the alpha of train.wise_ft_alphas best on val.
     if writer:
-        save_selected_model(trainer.model, keeper, work, OUTPUT_DIR)
+        ensemble = ensemble_with_base(trainer.model, keeper, built.evaluator, params.train.wise_ft_alphas, VAL_METRIC,
+                                      BASE_DIR, work / BEST_DIR, say, built.val_source)
+
+    # 4. Report (rank 0): the selected model (ensembled or not), the curves, the metrics; then drop the checkpoints.
+    if writer:
+        save_selected_model(trainer.model, keeper, work, OUTPUT_DIR, weights_mixed=ensemble.mixes_weights)
         loss_rows = write_curves(CURVES_DIR, trainer.state.log_history, VAL_PREFIX)
         resumed_from = checkpoint_step(resume) if resume else 0
-        write_json(METRICS_FILE, training_metrics(params, hardware, built, trainer, keeper, loss_rows, resumed_from,
-                                                  train_seconds))
+        write_json(METRICS_FILE, training_metrics(params, hardware, built, trainer, keeper, ensemble, loss_rows,
+                                                  resumed_from, train_seconds))
         shutil.rmtree(work, ignore_errors=True)
         print(f"[train] {built.n_pairs} pairs x {params.train.epochs} epochs, {trainer.state.global_step} steps in "
               f"{train_seconds:.0f}s; best {built.val_source} NDCG@10 {keeper.best_score or float('nan'):.3f} at step "

@@ -27,6 +27,7 @@ def test_empty_documents_folder(project):
 
 
 def test_corrupt_pdf_keeps_earlier_chunks(project):
+    assert stage_run("sample", project).returncode == 0  # writes data/sample_extra, the default extra folder
     docs = project / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Rules\n\n" + " ".join(f"A broker shall keep record {i}." for i in range(60)))
@@ -82,3 +83,20 @@ def test_unknown_law_name(project):
     update_params(project, {"sample": {"laws": ["中华人民共和国国歌法", "中华人民共和国证券"]}})
     assert_clean_failure(stage_run("sample", project), "sample.laws", "'中华人民共和国证券'", "did you mean", "中华人民共和国证券法")
     assert not (project / "data/sample").exists()
+
+
+def test_extra_documents_folder_that_is_empty_or_the_target(project):
+    (project / "docs").mkdir()
+    (project / "docs/a.md").write_text("# Rules\n\n" + " ".join(f"A broker shall keep record {i}." for i in range(60)))
+    (project / "more").mkdir()
+    update_params(project, {"corpus": {"documents_dir": "docs", "extra_documents_dir": "more"}})
+    assert_clean_failure(stage_run("corpus", project), "corpus.extra_documents_dir", "'more'", "no supported documents")
+    update_params(project, {"corpus": {"extra_documents_dir": "docs"}})
+    assert_clean_failure(stage_run("corpus", project), "corpus.extra_documents_dir", "target corpus")
+    update_params(project, {"corpus": {"extra_documents_dir": "missing_folder"}})
+    assert_clean_failure(stage_run("corpus", project), "corpus.extra_documents_dir", "not a folder")
+
+
+def test_extra_law_that_is_also_a_target_law(project):
+    update_params(project, {"sample": {"extra_laws": ["中华人民共和国国歌法"]}})
+    assert_clean_failure(stage_run("check_params", project), "sample.extra_laws", "中华人民共和国国歌法", "training material")

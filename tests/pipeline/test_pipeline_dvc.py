@@ -7,6 +7,7 @@ starts from a clean `dvc status`.
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -55,6 +56,24 @@ def test_first_repro_runs_every_stage_and_prints_the_table(project):
     assert (path / "metrics/hit_rate.csv").read_text().startswith("question_set,retriever,k,hit_rate\ntest,base,1,")
     assert (path / "metrics/train_curves/loss.csv").read_text().startswith("step,epoch,loss")
     assert (path / "data/eval/per_query.jsonl").stat().st_size > 0
+
+
+def test_weight_ensembling_with_the_base_is_scored_and_its_choice_recorded(project):
+    # The tiny run sets train.wise_ft_alphas to [0.5, 1.0] (tests/helpers.py), with an extended vocabulary.
+    path, output = project
+    train = read_json(path / "metrics/train.json")
+    if train["best_step"] == 0:  # the base model won selection: nothing to mix
+        assert train["wise_ft_alpha"] == 0 and not [key for key in train if key.startswith("wise_ft_val")]
+        return
+    scores = {0.5: train["wise_ft_val_ndcg@10_a050"], 1.0: train["wise_ft_val_ndcg@10_a100"]}
+    # 1.0 is the selected checkpoint: the score its validation pass logged at that step.
+    with (path / "metrics/train_curves/val.csv").open(encoding="utf-8") as handle:
+        logged = {int(row["step"]): float(row["ndcg@10"]) for row in csv.DictReader(handle)}
+    assert scores[1.0] == pytest.approx(logged[train["best_step"]], abs=1e-4)
+    assert train["wise_ft_alpha"] == max(scores, key=lambda alpha: (scores[alpha], alpha))  # ties keep the larger
+    assert train["best_val_ndcg@10"] == scores[train["wise_ft_alpha"]]  # the score of what was saved
+    assert "[train] weight ensembling alpha 0.50 (0.5 fine-tuned + 0.5 base)" in output
+    assert f"kept alpha {train['wise_ft_alpha']:.2f}" in output
 
 
 def test_no_test_passage_is_a_training_positive(project):

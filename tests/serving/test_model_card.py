@@ -109,3 +109,10 @@ def test_the_export_table_quotes_quality_and_leaves_speed_out(inputs):
     assert "| ONNX int8 (dynamic) | 0.724 | 0.607 | -0.008 |" in card and "golden test set (254 questions)" in card
     assert "81.6" not in card and "57.2" not in card
     assert "## ONNX export" not in build_card(CardInputs(**{**inputs.__dict__, "export": {"enabled": 0}}))
+
+
+def test_the_card_says_when_the_selected_weights_were_mixed_with_the_base(inputs):
+    assert "WiSE-FT" not in build_card(inputs)  # the committed run: the checkpoint as it is
+    train = {**inputs.train, "base_model_selected": 0, "best_step": 6, "wise_ft_alpha": 0.7}
+    card = build_card(CardInputs(**{**inputs.__dict__, "train": train}))
+    assert "step 6 of" in card and "mixed with the base model's at alpha 0.7 (WiSE-FT: 0.7 x fine-tuned + 0.3 x base" in card

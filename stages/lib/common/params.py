@@ -35,6 +35,21 @@ class _Section(BaseModel):
 
 class SampleParams(_Section):
     laws: list[str] = Field(min_length=1)
+    # Training material only (data/sample_extra/, read through corpus.extra_documents_dir).
+    extra_laws: list[str]
+
+    @model_validator(mode="after")
+    def _extra_laws_apart(self) -> SampleParams:
+        shared = sorted(set(self.laws) & set(self.extra_laws))
+        if "ALL" in self.extra_laws or (self.laws == ["ALL"] and self.extra_laws):
+            raise ValueError("sample.extra_laws must name laws (not [ALL]) that are not in sample.laws; with "
+                             "sample.laws: [ALL] no law is left over: set sample.extra_laws to []")
+        if shared:
+            raise ValueError(
+                f"sample.extra_laws repeats {shared} from sample.laws: extra laws are training material only and "
+                "must not be the corpus that is evaluated; remove them from sample.extra_laws"
+            )
+        return self
 
 
 class ComputeParams(_Section):
@@ -43,7 +58,8 @@ class ComputeParams(_Section):
 
     # auto: CUDA if present, else Apple MPS, else CPU.
     device: Literal["auto", "cuda", "mps", "cpu"]
-    # auto: bf16 mixed precision on a CUDA GPU that supports it, else fp16 there; fp32 on MPS and CPU.
+    # auto: bf16 mixed precision on a CUDA GPU that supports it, else fp16 there; bf16 on a CPU that computes it
+    # natively (avx512_bf16 / amx_bf16 / Arm bf16), fp32 on other CPUs and MPS (stages/lib/models/hardware.py).
     precision: Literal["auto", "bf16", "fp16", "fp32"]
 
 
@@ -55,6 +71,8 @@ class SplitParams(_Section):
 
 class CorpusParams(_Section):
     documents_dir: str
+    # Related documents whose chunks only become training questions (stages/lib/documents/extra_documents.py).
+    extra_documents_dir: str
     chunk_size: int = Field(ge=16, le=8192)
     chunk_overlap: int = Field(ge=0)
     min_chunk_tokens: int = Field(ge=1)
@@ -141,7 +159,10 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
-    loss: Literal["mnrl", "cached_mnrl"]
+    # In-batch-negatives loss: mnrl, or gist, which asks the base model (a frozen guide) which in-batch
+    # negatives are in fact as close to the query as its positive and leaves those out; cached_*: the same
+    # with gradient caching, mini_batch_size texts per forward pass.
+    loss: Literal["mnrl", "cached_mnrl", "gist", "cached_gist"]
     epochs: float = Field(gt=0)
     # Global: pairs per optimizer step (and in-batch negatives per query, plus one), whatever the
     # number of processes; each of N processes takes batch_size / N of every batch.
@@ -185,12 +206,19 @@ class TrainParams(_Section):
     hard_negative_rank_min: int = Field(ge=1)
     hard_negative_rank_max: int = Field(ge=1)
     hard_negative_margin: float = Field(gt=0)
+    # Round-trip filter (InPars, Promptagator): keep a generated training question only if the ranker finds its
+    # own chunk in its top round_trip_top_k over the train split's chunks. none | bm25 | base (the base model).
+    round_trip_filter: Literal["none", "bm25", "base"]
+    round_trip_top_k: int
     # Recompute activations in the backward pass instead of keeping them: about half the memory
     # (MiniLM's run: 2.4 instead of 4.8 GiB) for about 25% more compute, same result.
     gradient_checkpointing: bool
     # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
     checkpoint_fraction: float = Field(gt=0, le=1)
     checkpoint_minutes: float = Field(gt=0)
+    # Weight-space ensembling with the base model (WiSE-FT): the saved weights are a·fine-tuned + (1 - a)·base for
+    # the a of this list that scores best on val (1.0: the selected checkpoint as it is; [1.0]: off).
+    wise_ft_alphas: list[float]
 
     @model_validator(mode="after")
     def _mining_window_is_ordered(self) -> TrainParams:
@@ -198,6 +226,27 @@ class TrainParams(_Section):
             raise ValueError(f"hard_negative_rank_min ({self.hard_negative_rank_min}) is above "
                              f"hard_negative_rank_max ({self.hard_negative_rank_max})")
         return self
+
+    @field_validator("round_trip_top_k")
+    @classmethod
+    def _a_rank_of_at_least_one(cls, top_k: int) -> int:
+        if top_k < 1:
+            raise ValueError("give a rank >= 1: a training question is kept when its own chunk is among the ranker's "
+                             "first round_trip_top_k results (10 is the usual setting)")
+        return top_k
+
+    @field_validator("wise_ft_alphas")
+    @classmethod
+    def _mixing_weights_in_range(cls, alphas: list[float]) -> list[float]:
+        if not alphas:
+            raise ValueError("give at least one mixing weight: [1.0] keeps the selected checkpoint as it is "
+                             "(ensembling off), e.g. [0.5, 0.75, 1.0] lets val choose")
+        outside = [alpha for alpha in alphas if not 0 < alpha <= 1]
+        if outside:
+            raise ValueError(f"{', '.join(f'{alpha:g}' for alpha in outside)} outside (0, 1]: each value is the fine-tuned "
+                             "model's share of the weights (1.0: the selected checkpoint itself; 0, the base model, already "
+                             "competes in checkpoint selection); give values in (0, 1], e.g. [0.5, 0.75, 1.0]")
+        return alphas
 
     @field_validator("processes")
     @classmethod

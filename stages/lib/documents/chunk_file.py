@@ -10,6 +10,8 @@ from stages.lib.documents.chunking import Chunk
 
 CHUNKS_FILE = Path("data/corpus/chunks.jsonl")
 DOCUMENTS_FILE = Path("data/corpus/documents.jsonl")  # one line per document: source, encoding, characters
+# Chunks of 'corpus.extra_documents_dir': training material only, all in the train split.
+EXTRA_CHUNKS_FILE = Path("data/corpus/extra_chunks.jsonl")
 
 
 def load_chunks(path: Path = CHUNKS_FILE) -> list[Chunk]:

@@ -45,7 +45,7 @@ def law_database() -> Path:
     return Path(str(path))
 
 
-def read_laws(database: Path, names: list[str]) -> list[Law]:
+def read_laws(database: Path, names: list[str], key: str = "sample.laws") -> list[Law]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
         # 378 rows, 367 names: 11 laws also keep a superseded version (历史版本). A name means its current
         # version (现行有效), else its newest one: the last row per name in this order wins.
@@ -56,9 +56,10 @@ def read_laws(database: Path, names: list[str]) -> list[Law]:
         if missing:
             hints = {name: difflib.get_close_matches(name, list(known), n=3, cutoff=0.4) for name in missing}
             raise UserError(
-                f"params.yaml key 'sample.laws' names laws not in {database.name}: "
+                f"params.yaml key '{key}' names laws not in {database.name}: "
                 + "; ".join(f"{name!r} (did you mean {hint}?)" for name, hint in hints.items())
-                + f". Use exact names as in the database, or [{ALL_LAWS}] for all {len(known)} laws."
+                + (f". Use exact names as in the database, or [{ALL_LAWS}] for all {len(known)} laws." if key == "sample.laws"
+                   else ". Use exact names as in the database (`python -m stages.related_laws` lists related ones).")
             )
         laws = []
         for name in wanted:

@@ -32,11 +32,12 @@ class SourceDocument:
     encoding: str = "utf-8"  # how a text file's bytes were decoded (utf-8, utf-8-sig, gb18030); "binary": PDF/DOCX
 
 
-def list_document_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Return (supported files, ignored files), sorted, hidden files skipped."""
+def list_document_files(folder: Path, key: str = "corpus.documents_dir",
+                        require_documents: bool = True) -> tuple[list[Path], list[Path]]:
+    """Return (supported files, ignored files), sorted, hidden files skipped; ``key`` is the param named in errors."""
     if not folder.is_dir():
         raise UserError(
-            f"params.yaml key 'corpus.documents_dir' is {str(folder)!r}, which is not a folder. "
+            f"params.yaml key '{key}' is {str(folder)!r}, which is not a folder. "
             "Point it at the folder that holds your PDF/Markdown/TXT/DOCX files."
         )
     files = sorted(
@@ -45,9 +46,9 @@ def list_document_files(folder: Path) -> tuple[list[Path], list[Path]]:
     )
     supported = [p for p in files if p.suffix.lower() in SUPPORTED_SUFFIXES]
     ignored = [p for p in files if p.suffix.lower() not in SUPPORTED_SUFFIXES]
-    if not supported:
+    if not supported and require_documents:
         raise UserError(
-            f"The documents folder {str(folder)!r} (params.yaml key 'corpus.documents_dir') holds no "
+            f"The documents folder {str(folder)!r} (params.yaml key '{key}') holds no "
             f"supported documents ({', '.join(SUPPORTED_SUFFIXES)})"
             + (f"; it has only: {', '.join(p.name for p in ignored[:5])}" if ignored else "; it is empty")
             + ". Add your documents there or change the key."

@@ -234,9 +234,12 @@ def _training_section(inputs: CardInputs) -> str:
     styles = ", ".join(f"{style} {questions[f'train_{style}']}" for style in ("question", "keywords", "sentence", "topic")
                        if questions.get(f"train_{style}"))
     hard_negatives = f"on, mined by {recipe.hard_negative_miner}" if recipe.hard_negatives else "off"
+    alpha = train.get("wise_ft_alpha", 1.0)
+    mixed = (f", its weights then mixed with the base model's at alpha {alpha:g} (WiSE-FT: {alpha:g} x fine-tuned + "
+             f"{1 - alpha:g} x base, the best of `train.wise_ft_alphas` on val)" if 0 < alpha < 1 else "")
     selection = (f"the base model itself (step 0) won on {train.get('selected_on')}: fine-tuning did not beat it"
                  if train.get("base_model_selected") else
-                 f"step {train.get('best_step')} of {train.get('steps')}, on {train.get('selected_on')} (NDCG@10 "
+                 f"step {train.get('best_step')} of {train.get('steps')}, on {train.get('selected_on')}{mixed} (NDCG@10 "
                  f"{train.get('best_val_ndcg@10')} against the base model's {train.get('val_ndcg@10_base')}); "
                  "the base model was a candidate")
     return f"""## How it was trained

@@ -62,8 +62,10 @@ def fingerprint_settings(params: Params, hardware: Hardware) -> dict:
     import transformers
 
     # Knobs that change how training runs but not its result stay out, so that
-    # e.g. a different checkpoint interval can still resume.
-    train = params.train.model_dump(exclude={"processes", "checkpoint_fraction", "checkpoint_minutes", "gradient_checkpointing"})
+    # e.g. a different checkpoint interval can still resume; so does the ensembling
+    # with the base model, which only reads the finished run.
+    train = params.train.model_dump(exclude={"processes", "checkpoint_fraction", "checkpoint_minutes", "gradient_checkpointing",
+                                             "wise_ft_alphas"})
     return {
         "train": train,
         "max_seq_length": params.model.max_seq_length,

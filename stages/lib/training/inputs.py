@@ -12,11 +12,12 @@ from pathlib import Path
 
 from stages.lib.common.errors import UserError
 from stages.lib.common.params import Params
-from stages.lib.documents.chunk_file import CHUNKS_FILE, load_chunks
+from stages.lib.documents.chunk_file import CHUNKS_FILE, EXTRA_CHUNKS_FILE, load_chunks
 from stages.lib.models.hardware import Hardware, encoding_batch_size
 from stages.lib.models.prompts import Prompts, resolve_prompts, save_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.training.distributed import local_rank
+from stages.lib.training.round_trip import RoundTrip
 
 BASE_DIR = Path("models/base")
 QUESTIONS_DIR = Path("data/questions")
@@ -60,6 +61,7 @@ class Built:
     embeddings_frozen: bool
     prompts: Prompts
     val_source: str  # "golden val" or "synthetic val"
+    round_trip: RoundTrip  # which training questions the round-trip filter kept
 
 
 def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
@@ -70,6 +72,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     from stages.lib.retrieval.eval_sample import bounded_dataset
     from stages.lib.retrieval.question_sets import golden_val
     from stages.lib.training.pairs import duplicate_free_shortfall, sample_pairs, training_pairs
+    from stages.lib.training.round_trip import require_enough_pairs, round_trip_filter
     from stages.lib.training.trainer import ir_evaluator
     from stages.lib.training.vocab import extend_vocabulary, measure_coverage
 
@@ -84,7 +87,18 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     save_prompts(model, prompts)  # every save (best model, checkpoints) carries them
 
     chunks = load_chunks()
-    texts = [chunk.text for chunk in chunks] + list(train_set.queries.values())
+    # Before the vocabulary is extended: the base ranker must be the base model, not one with new, untrained rows.
+    round_trip = round_trip_filter(train_set, chunks, p.round_trip_filter, p.round_trip_top_k, model, prompts,
+                                   hardware.precision)
+    if round_trip.ranker != "none":
+        say(round_trip.describe())
+    require_enough_pairs(round_trip, p.batch_size)
+    train_set = round_trip.dataset
+    # The corpus, then the extra training documents' chunks (train.json's corpus beyond the chunk file), then the
+    # questions: the vocabulary must cover every text the model trains on.
+    target_ids = {chunk.id for chunk in chunks}
+    extra_texts = [text for cid, text in train_set.corpus.items() if cid not in target_ids]
+    texts = [chunk.text for chunk in chunks] + extra_texts + list(train_set.queries.values())
     before = measure_coverage(model.tokenizer, texts)
     added = extend_vocabulary(model, list(before.missing)) if p.extend_vocab and before.unknown_rate > p.unk_threshold else 0
     after = measure_coverage(model.tokenizer, texts) if added else before
@@ -131,6 +145,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
         embeddings_frozen=frozen,
         prompts=prompts,
         val_source=val_source if val else "none",
+        round_trip=round_trip,
     )
 
 
@@ -143,7 +158,7 @@ def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: 
     for _, query, chunk_id in train_set.pairs():
         positives_by_query.setdefault(query, set()).add(chunk_id)
     training_passages = {cid: train_set.corpus[cid] for ids in positives_by_query.values() for cid in sorted(ids)}
-    neighbours = document_neighbours(load_chunks())
+    neighbours = document_neighbours(load_chunks() + load_chunks(EXTRA_CHUNKS_FILE))
     if p.hard_negative_miner == "model":
         say(f"[train] mining hard negatives with the base model over {len(training_passages)} training chunks")
         ids_by_text = {text: cid for cid, text in training_passages.items()}

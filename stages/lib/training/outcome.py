@@ -1,7 +1,7 @@
 """What a training run reports: the loss and validation curves for ``dvc plots``, read from the
 Trainer's log history, and the figures of ``metrics/train.json`` (hardware, vocabulary coverage,
-pairs, model selection, loss, the cost of checkpointing), assembled from the run's inputs, its
-Trainer and its best-model keeper.
+pairs, model selection and weight ensembling, loss, the cost of checkpointing), assembled from the run's
+inputs, its Trainer, its best-model keeper and its ensembling choice.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from stages.lib.common.params import Params
 from stages.lib.models.hardware import Hardware
 from stages.lib.training.inputs import Built
+from stages.lib.training.weight_ensembling import EnsembleChoice, alpha_tag
 
 
 def curves_from_history(log_history: list[dict], metric_prefix: str) -> tuple[list[dict], list[dict]]:
@@ -44,8 +45,8 @@ def write_curves(curves_dir: Path, log_history: list[dict], metric_prefix: str) 
     return loss_rows
 
 
-def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, keeper, loss_rows: list[dict],
-                     resumed_from: int, train_seconds: float) -> dict:
+def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, keeper, ensemble: EnsembleChoice,
+                     loss_rows: list[dict], resumed_from: int, train_seconds: float) -> dict:
     steps_this_run = trainer.state.global_step - resumed_from
     return {
         "device": hardware.device,
@@ -57,6 +58,9 @@ def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, 
         "token_embeddings_frozen": int(built.embeddings_frozen),
         "train_pairs": built.n_pairs,
         "train_pairs_available": built.n_pairs_available,
+        # Training questions the round-trip filter kept and dropped (train.round_trip_filter; 0 and 0 when off).
+        "round_trip_queries_kept": built.round_trip.kept,
+        "round_trip_queries_dropped": built.round_trip.dropped,
         "val_queries": built.val_queries,
         "val_corpus": built.val_corpus,
         "learning_rate": params.train.learning_rate,
@@ -67,9 +71,15 @@ def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, 
         "selected_on": built.val_source,
         "val_ndcg@10_base": round(keeper.scores.get(0, 0.0), 4),
         "base_model_selected": int(keeper.best_step == 0),
+        # Weight ensembling with the base (train.wise_ft_alphas): the alpha saved (0: the base model was selected;
+        # 1.0: the checkpoint as it is) and the val NDCG@10 of each alpha compared, keyed without a dot (DVC would
+        # read one as nesting), e.g. wise_ft_val_ndcg@10_a050 for 0.5.
+        "wise_ft_alpha": ensemble.alpha,
+        **{f"wise_ft_val_ndcg@10_{alpha_tag(alpha)}": round(score, 4) for alpha, score in sorted(ensemble.val_scores.items())},
         # Over the whole run, resumed or not (the Trainer's own figure covers only this process's steps).
         "train_loss": round(sum(r["loss"] for r in loss_rows) / len(loss_rows), 4) if loss_rows else 0.0,
-        "best_val_ndcg@10": round(keeper.best_score, 4) if keeper.best_score is not None else 0.0,
+        # Of what was saved: the selected checkpoint, or its ensemble with the base.
+        "best_val_ndcg@10": round(ensemble.score, 4) if ensemble.score is not None else 0.0,
         "train_seconds": round(train_seconds, 1),
         "checkpoints_saved": trainer.checkpoints_saved,
         "checkpoint_seconds": round(trainer.checkpoint_seconds, 1),

@@ -13,21 +13,61 @@ from stages.lib.common.progress import progress
 from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.questions.qa_dataset import QADataset
+from stages.lib.training.inputs import BASE_DIR
+
+# GIST's softmax temperature: MultipleNegativesRankingLoss's scale of 20 as a temperature (sentence-transformers'
+# GIST default is 0.01), so that gist differs from mnrl by the guide's choice of negatives, not by a sharper softmax
+# that the learning rate, chosen with mnrl, was not tuned for.
+GIST_TEMPERATURE = 1 / 20
 
 
-def build_loss(model, params: TrainParams, distributed: bool = False):
+def build_loss(model, params: TrainParams, distributed: bool = False, guide_dir: Path = BASE_DIR):
     """In-batch-negatives loss; with several processes it gathers every process's embeddings, so
-    each query sees the whole global batch as negatives, as in a single-process run."""
+    each query sees the whole global batch as negatives, as in a single-process run.
+
+    gist / cached_gist (GISTEmbed): the base model in ``guide_dir`` scores every in-batch negative, and those it
+    scores above the query's own positive are left out. The guide's embeddings are gathered across processes
+    with the model's, so the mask covers the global batch. One difference from a single process remains:
+    GIST's query-query negatives are this process's queries only (sentence-transformers gathers passages, not
+    queries); the query-passage and passage-passage terms see the whole batch.
+    """
     from sentence_transformers.sentence_transformer.losses import (
+        CachedGISTEmbedLoss,
         CachedMultipleNegativesRankingLoss,
+        GISTEmbedLoss,
         MultipleNegativesRankingLoss,
     )
 
+    if params.loss == "gist":
+        return GISTEmbedLoss(model, load_guide(guide_dir, model), temperature=GIST_TEMPERATURE,
+                             gather_across_devices=distributed)
+    if params.loss == "cached_gist":
+        return CachedGISTEmbedLoss(model, load_guide(guide_dir, model), temperature=GIST_TEMPERATURE,
+                                   mini_batch_size=params.mini_batch_size, gather_across_devices=distributed)
     if params.loss == "cached_mnrl":
         return CachedMultipleNegativesRankingLoss(
             model, mini_batch_size=params.mini_batch_size, gather_across_devices=distributed
         )
     return MultipleNegativesRankingLoss(model, gather_across_devices=distributed)
+
+
+def load_guide(guide_dir: Path, model):
+    """The base model as GIST's guide: its own copy (the trained model changes every step and may have an extended
+    vocabulary), fp32 weights, on the trained model's device, frozen and in eval mode.
+
+    Frozen: the Trainer's optimizer takes every parameter of the loss that requires a gradient, the guide's too.
+    Eval mode: no dropout in its judgement; the Trainer switches only the trained model to train mode. Its forward
+    pass runs under the Trainer's autocast, like the model's (bf16/fp16 matrix products where the run uses them).
+    """
+    from sentence_transformers import SentenceTransformer
+
+    guide = SentenceTransformer(str(guide_dir), device=str(model.device))
+    # Inputs reach the guide already tokenized, with the prompts in them: as the model's own token ids when the
+    # vocabularies are the same, else decoded and tokenized again by the guide (GIST does that itself, and also
+    # whenever the guide reads fewer tokens than the model, which the same max_seq_length avoids).
+    guide.max_seq_length = model.max_seq_length
+    guide.requires_grad_(False)
+    return guide.eval()
 
 
 def ir_evaluator(dataset: QADataset, name: str, batch_size: int, prompts: Prompts = NO_PROMPTS):
@@ -97,11 +137,12 @@ class TrainProgress(TrainerCallback):
 
 def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
                   vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS,
-                  resuming: bool = False):
+                  resuming: bool = False, guide_dir: Path = BASE_DIR):
     """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
 
     ``resuming``: the run continues from a checkpoint, whose validation scores (the base model's, step 0, among
-    them) the best-model keeper already read from disk; none is computed again.
+    them) the best-model keeper already read from disk; none is computed again. ``guide_dir``: the guide model of
+    the gist losses.
 
     Returns (trainer, best-model keeper).
     """
@@ -140,7 +181,7 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
                 super()._load_from_checkpoint(checkpoint_path)
 
     steps = steps_per_epoch(len(train_data), params.batch_size)
-    loss = build_loss(model, params, distributed=hardware.processes > 1)
+    loss = build_loss(model, params, distributed=hardware.processes > 1, guide_dir=guide_dir)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work),
         num_train_epochs=params.epochs,
