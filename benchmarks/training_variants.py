@@ -189,7 +189,10 @@ def run_variant(law: str, name: str, changes: dict[str, object], root: Path) -> 
         train = json.loads((project / "metrics/train.json").read_text(encoding="utf-8"))
         return {"changes": changes, "train_stage_seconds": round(seconds, 1), "train_pairs": train["train_pairs"],
                 "steps": train["steps"], "best_step": train["best_step"],
-                "base_model_selected": train.get("base_model_selected", 0), "golden_val": golden_val_scores(project)}
+                "base_model_selected": train.get("base_model_selected", 0),
+                # What ensembling and the round-trip filter decided (absent for runs before they existed).
+                **{key: value for key, value in train.items() if key.startswith(("wise_ft", "round_trip"))},
+                "golden_val": golden_val_scores(project)}
 
 
 def markdown_table(results: dict) -> str:
