@@ -12,7 +12,8 @@ source of training text:
   given to the pipeline as ``sample.extra_laws``, so training material only. The other judge law is
   never one of them, so that the transfer figures below stay clean;
 the train stage runs with ``train.max_pairs`` at each size (a seeded sample; a size above what the
-source holds runs once, with all of it). Everything else is params.yaml's recipe. Each point is scored
+source holds runs once, with all of it) and ``train.loss`` from ``--loss`` (mnrl unless asked: the curve
+was measured with it). Everything else is params.yaml's recipe. Each point is scored
 on the law's golden val and golden test, per language: base, fine-tuned, BM25 and the hybrid (fusion
 chosen on golden val), with paired-bootstrap 95% intervals of fine-tuned - base, fine-tuned - BM25 and
 hybrid - BM25; and on **transfer**: the fine-tuned model and its base searched over the *other* law's
@@ -166,7 +167,7 @@ class Judge:
         return out
 
 
-def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str, Judge]) -> dict:
+def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str, Judge], loss: str) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"curve-{law}-{size}-", dir=root) as tmp:
         project = Path(tmp)
         copy_pipeline(project)
@@ -178,7 +179,7 @@ def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str,
             else:
                 shutil.copytree(source, target)
         _set_params(project, {**JUDGES[law], "sample.extra_laws": json.loads((prepared / "extra_laws.json").read_text()),
-                              "train.max_pairs": size})
+                              "train.max_pairs": size, "train.loss": loss})
         started = time.perf_counter()
         _stage("train", project)
         seconds = time.perf_counter() - started
@@ -192,7 +193,7 @@ def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str,
         return {
             "train_pairs": train["train_pairs"], "train_pairs_available": train["train_pairs_available"],
             "steps": train["steps"], "best_step": train["best_step"], "base_model_selected": train["base_model_selected"],
-            "wise_ft_alpha": train.get("wise_ft_alpha"), "precision": train["precision"],
+            "wise_ft_alpha": train.get("wise_ft_alpha"), "precision": train["precision"], "loss": loss,
             "train_stage_seconds": round(seconds, 1), "train_seconds": train["train_seconds"],
             "scores": own.score(tuned_own), "transfer": transfer,
         }
@@ -210,7 +211,7 @@ def write_csv(results: dict, path: Path = CURVE_CSV) -> None:
                                  "hit@5": scores[retriever]["hit@5"], "mrr@10": scores[retriever]["mrr@10"],
                                  "hit@5_ci_low": scores[retriever]["hit@5_ci_low"],
                                  "hit@5_ci_high": scores[retriever]["hit@5_ci_high"],
-                                 "series": f"{retriever}, {entry['source']}"})
+                                 "series": f"{retriever}, {entry['source']}, {entry.get('loss', 'mnrl')}"})
     rows.sort(key=lambda r: (r["question_set"], r["series"], r["train_pairs"]))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["law"])
@@ -222,10 +223,11 @@ def markdown_tables(results: dict) -> str:
     """Per law: golden val and test zh/en of the fine-tuned model by source and size, time, transfer."""
     lines = []
     for law, points in results.get("points", {}).items():
-        entries = sorted(points.values(), key=lambda e: (SOURCES.index(e["source"]), e["train_pairs"]))
+        entries = sorted(points.values(), key=lambda e: (e.get("loss", "mnrl"), SOURCES.index(e["source"]),
+                                                         e["train_pairs"]))
         lines += [f"**{law}** (related laws: {', '.join(results['related'].get(law, [])) or 'none'})", "",
-                  "| source | pairs | train s | val zh ft - base | test zh ft - base | test zh ft - BM25 | test zh hybrid - BM25 "
-                  "| test en ft | transfer ft - base |", "| --- |" + " --- |" * 8]
+                  "| loss | source | pairs | train s | val zh ft - base | test zh ft - base | test zh ft - BM25 "
+                  "| test zh hybrid - BM25 | test en ft | transfer ft - base |", "| --- |" + " --- |" * 9]
 
         def diff(row, name, other, metric="hit@5"):
             key = f"{metric}_diff_vs_{other}"
@@ -235,7 +237,7 @@ def markdown_tables(results: dict) -> str:
             scores = entry["scores"]
             transfer = next(iter(entry["transfer"].values()), {}).get("test_zh")
             lines.append("| " + " | ".join([
-                entry["source"], str(entry["train_pairs"]), f"{entry['train_stage_seconds']:.0f}",
+                entry.get("loss", "mnrl"), entry["source"], str(entry["train_pairs"]), f"{entry['train_stage_seconds']:.0f}",
                 diff(scores["val_zh"], "finetuned", "base"), diff(scores["test_zh"], "finetuned", "base"),
                 diff(scores["test_zh"], "finetuned", "bm25"), diff(scores["test_zh"], "hybrid", "bm25"),
                 f"{scores['test_en']['finetuned']['hit@5']:.3f}" if "test_en" in scores else "-",
@@ -250,6 +252,8 @@ def main() -> None:
     parser.add_argument("--law", choices=sorted(JUDGES), action="append", help="default: both")
     parser.add_argument("--source", choices=SOURCES, action="append", help="default: both")
     parser.add_argument("--sizes", type=int, nargs="+", help=f"training pairs (default per source: {DEFAULT_SIZES})")
+    parser.add_argument("--loss", default="mnrl", choices=("mnrl", "gist"),
+                        help="train.loss of every point (default mnrl: the curve was measured with it)")
     parser.add_argument("--related", type=int, default=6, help="related laws added by the 'related' source (default 6)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown tables and stop")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "embedding-ft-curve",
@@ -276,9 +280,9 @@ def main() -> None:
             available = available_pairs(prepared)
             sizes = sorted({min(size, available) for size in (args.sizes or DEFAULT_SIZES[source])})
             for size in sizes:
-                label = f"{source}_{size}"
+                label = f"{args.loss}_{source}_{size}"
                 print(f"[curve] {law} / {source}: {size} of {available} pairs", flush=True)
-                entry = {"source": source, "extra_laws": extra, **run_point(law, prepared, size, args.work, judges)}
+                entry = {"source": source, "extra_laws": extra, **run_point(law, prepared, size, args.work, judges, args.loss)}
                 results["points"].setdefault(law, {})[label] = entry
                 zh = entry["scores"].get("test_zh", {})
                 print(f"[curve] {law} / {label}: train {entry['train_stage_seconds']}s; golden val zh ft "

@@ -30,7 +30,7 @@ def test_curve_csv_has_what_the_plot_template_draws(tmp_path):
     scores = {name: {r: _row(0.5 + 0.1 * i) for i, r in enumerate(RETRIEVERS)} for name in ("val_zh", "test_zh")}
     transfer = {"labor_contract_law": {"test_zh": {"base": _row(0.6), "finetuned": _row(0.62)}}}
     points = {f"{source}_{n}": {"source": source, "train_pairs": n, "train_stage_seconds": n / 4, "scores": scores,
-                                "transfer": transfer} for source in ("target", "related") for n in (96, 384)}
+                                "transfer": transfer, "loss": "mnrl"} for source in ("target", "related") for n in (96, 384)}
     results = {"points": {"securities_law": points}, "related": {"securities_law": ["甲法"]}}
     path = tmp_path / "curve.csv"
     write_csv(results, path)
@@ -40,4 +40,4 @@ def test_curve_csv_has_what_the_plot_template_draws(tmp_path):
     fields = set(re.findall(r'"field": "([^"]+)"', json.dumps(template))) - {"rev"}  # rev: added by dvc plots
     assert fields <= set(rows[0]), fields - set(rows[0])
     table = markdown_tables(results)
-    assert table.count("\n| target |") == 2 and table.count("\n| related |") == 2
+    assert table.count("\n| mnrl | target |") == 2 and table.count("\n| mnrl | related |") == 2
