@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, copy_pipeline
+from benchmarks.project import REPO_ROOT, copy_pipeline, copy_prepared
 from benchmarks.train_throughput import cpu_name
 from benchmarks.training_variants import JUDGES, _set_params, _stage
 
@@ -170,14 +170,7 @@ class Judge:
 def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str, Judge], loss: str) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"curve-{law}-{size}-", dir=root) as tmp:
         project = Path(tmp)
-        copy_pipeline(project)
-        for output in PREPARED:
-            source, target = prepared / output, project / output
-            if output == "models/base":  # read-only for train: a link saves copying 470 MB per point
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(source.resolve(), target_is_directory=True)
-            else:
-                shutil.copytree(source, target)
+        copy_prepared(prepared, project, PREPARED)
         _set_params(project, {**JUDGES[law], "sample.extra_laws": json.loads((prepared / "extra_laws.json").read_text()),
                               "train.max_pairs": size, "train.loss": loss})
         started = time.perf_counter()

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, copy_pipeline
+from benchmarks.project import REPO_ROOT, copy_pipeline, copy_prepared
 
 RESULTS = REPO_ROOT / "benchmarks/results/training_variants_e5.json"
 PREPARED = ("data/sample", "data/corpus", "data/questions", "models/base")
@@ -171,14 +171,7 @@ def run_variant(law: str, name: str, changes: dict[str, object], root: Path) -> 
     prepared = prepared_project(law, root)
     with tempfile.TemporaryDirectory(prefix=f"variant-{name}-", dir=root) as tmp:
         project = Path(tmp)
-        copy_pipeline(project)
-        for output in PREPARED:
-            source, target = prepared / output, project / output
-            if output == "models/base":  # read-only for train: a link saves copying 470 MB per variant
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(source.resolve(), target_is_directory=True)
-            else:
-                shutil.copytree(source, target)
+        copy_prepared(prepared, project, PREPARED)
         # Recomputing activations changes memory, not results (bit-identical weights): off, for speed.
         _set_params(project, {**JUDGES[law], "train.gradient_checkpointing": False, **changes})
         if any(key.startswith("questions.") for key in changes):

@@ -41,3 +41,20 @@ def test_curve_csv_has_what_the_plot_template_draws(tmp_path):
     assert fields <= set(rows[0]), fields - set(rows[0])
     table = markdown_tables(results)
     assert table.count("\n| mnrl | target |") == 2 and table.count("\n| mnrl | related |") == 2
+
+
+def test_a_point_starts_from_a_copy_of_the_prepared_data_and_a_link_to_the_base_model(tmp_path):
+    from benchmarks.project import copy_prepared
+
+    prepared, project = tmp_path / "prepared", tmp_path / "point"
+    (prepared / "data/questions").mkdir(parents=True)
+    (prepared / "data/questions/train.json").write_text("{}", encoding="utf-8")
+    (prepared / "models/base").mkdir(parents=True)
+    (prepared / "models/base/config.json").write_text("{}", encoding="utf-8")
+    copy_prepared(prepared, project, ("data/questions", "models/base"))
+    assert (project / "dvc.yaml").is_file() and (project / "stages/train.py").is_file()
+    assert (project / "models/base").is_symlink() and (project / "models/base/config.json").is_file()
+    copied = project / "data/questions/train.json"
+    assert copied.is_file() and not copied.is_symlink()
+    copied.write_text('{"changed": 1}', encoding="utf-8")  # a point never writes into the prepared project
+    assert (prepared / "data/questions/train.json").read_text(encoding="utf-8") == "{}"
