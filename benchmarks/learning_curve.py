@@ -11,15 +11,22 @@ source of training text:
   (``python -m stages.related_laws``: the same department of law, closest by TF-IDF character bigrams),
   given to the pipeline as ``sample.extra_laws``, so training material only. The other judge law is
   never one of them, so that the transfer figures below stay clean;
-the train stage runs with ``train.max_pairs`` at each size (a seeded sample; a size above what the
-source holds runs once, with all of it) and ``train.loss`` from ``--loss`` (mnrl unless asked: the curve
-was measured with it). Everything else is params.yaml's recipe. Each point is scored
+a ``target`` point of size n runs the train stage with ``train.max_pairs`` n (a seeded sample; a size above
+what the law holds runs once, with all of it). A ``related`` point of size n keeps ``--own-pairs`` of the
+law's own pairs (``train.max_pairs``) and fills the rest from the related laws (``train.max_extra_pairs``), as
+the pipeline samples them: extra text added to the target's, never in its place. (The first related points,
+source ``related_uniform``, were one uniform sample of the union, which the pipeline did before the two
+budgets existed: most of those pairs came from the related laws.) ``train.loss`` comes from ``--loss``
+(mnrl unless asked: the first points were measured with it). Everything else is params.yaml's recipe. Each
+point is scored
 on the law's golden val and golden test, per language: base, fine-tuned, BM25 and the hybrid (fusion
 chosen on golden val), with paired-bootstrap 95% intervals of fine-tuned - base, fine-tuned - BM25 and
 hybrid - BM25; and on **transfer**: the fine-tuned model and its base searched over the *other* law's
 chunks with that law's golden test questions. Knobs are chosen on val; test is reported, never chosen on.
 
-Training time is the train stage's wall time on this machine (named in the results). Chunks of the
+Training time is the train stage's wall time on this machine (named in the results), with the training
+work of each point in TFLOP (pairs x the model's FLOPs per pair, counted from its shapes as
+``benchmarks/train_throughput.py`` counts them), from which a GPU's time follows. Chunks of the
 target's val and test splits never reach training (the questions stage keeps them out, extra laws are
 train-only). Results: benchmarks/results/learning_curve.json (one entry per law, source and size, kept
 across runs) and learning_curve.csv, which ``dvc plots`` draws (dvc.yaml "Learning curve").
@@ -45,7 +52,13 @@ RESULTS = REPO_ROOT / "benchmarks/results/learning_curve.json"
 CURVE_CSV = REPO_ROOT / "benchmarks/results/learning_curve.csv"
 LAW_NAMES = {law: settings["sample.laws"][0] for law, settings in JUDGES.items()}
 SOURCES = ("target", "related")
-DEFAULT_SIZES = {"target": [96, 192, 384, 768], "related": [384, 768, 1536]}
+# related_uniform: the first related points, one uniform sample of the union (before train.max_extra_pairs).
+SOURCE_ORDER = ("target", "related_uniform", "related")
+DEFAULT_SIZES = {"target": [96, 192, 384, 768], "related": [768, 1536, 3072]}
+# Model work per training pair of multilingual-e5-small on the default chunks, forward and backward (benchmarks/
+# results/train_throughput_e5_bf16.json, counted from the model's shapes); GIST adds the guide's forward pass,
+# a third of that again.
+GFLOP_PER_PAIR = {"mnrl": 14.67, "gist": 14.67 * 4 / 3}
 PREPARED = ("data/sample", "data/sample_extra", "data/corpus", "data/questions", "models/base")
 RETRIEVERS = ("base", "finetuned", "bm25", "hybrid")
 
@@ -62,21 +75,38 @@ def prepared_project(law: str, source: str, extra_laws: list[str], root: Path) -
     """This law's documents (and extra laws), chunks, questions and base model, made once per source and reused."""
     project = root / f"prepared-{law}-{source}"
     marker = project / "extra_laws.json"
+    settings = {**JUDGES[law], "sample.extra_laws": extra_laws}
     if all((project / path).exists() for path in PREPARED) and marker.is_file() and \
             json.loads(marker.read_text(encoding="utf-8")) == extra_laws:
+        # Today's params.yaml (a key added since is not an error); the data stages' settings are the marker's.
+        shutil.copyfile(REPO_ROOT / "params.yaml", project / "params.yaml")
+        _set_params(project, settings)
         return project
     shutil.rmtree(project, ignore_errors=True)
     copy_pipeline(project)
-    _set_params(project, {**JUDGES[law], "sample.extra_laws": extra_laws})
+    _set_params(project, settings)
     for stage in ("sample", "corpus", "questions", "base_model"):
         _stage(stage, project)
     marker.write_text(json.dumps(extra_laws, ensure_ascii=False), encoding="utf-8")
     return project
 
 
-def available_pairs(project: Path) -> int:
+def available_pairs(project: Path) -> tuple[int, int]:
+    """(the law's own training pairs, the related laws' pairs) in a prepared project."""
     train = json.loads((project / "data/questions/train.json").read_text(encoding="utf-8"))
-    return sum(len(docs) for docs in train["relevant_docs"].values())
+    own_ids = {json.loads(line)["id"] for line in (project / "data/corpus/chunks.jsonl").read_text(encoding="utf-8").splitlines()}
+    relevant = [chunk_id for docs in train["relevant_docs"].values() for chunk_id in docs]
+    own = sum(chunk_id in own_ids for chunk_id in relevant)
+    return own, len(relevant) - own
+
+
+def pair_budgets(source: str, size: int, own_available: int, own_pairs: int) -> dict:
+    """The train params of a point: a target point samples ``size`` own pairs; a related point keeps
+    ``own_pairs`` of them and takes the rest of ``size`` from the related laws."""
+    if source == "target":
+        return {"train.max_pairs": size}
+    own = min(own_pairs, own_available)
+    return {"train.max_pairs": own, "train.max_extra_pairs": size - own}
 
 
 class Judge:
@@ -167,12 +197,12 @@ class Judge:
         return out
 
 
-def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str, Judge], loss: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix=f"curve-{law}-{size}-", dir=root) as tmp:
+def run_point(law: str, prepared: Path, budgets: dict, root: Path, judges: dict[str, Judge], loss: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"curve-{law}-", dir=root) as tmp:
         project = Path(tmp)
         copy_prepared(prepared, project, PREPARED)
         _set_params(project, {**JUDGES[law], "sample.extra_laws": json.loads((prepared / "extra_laws.json").read_text()),
-                              "train.max_pairs": size, "train.loss": loss})
+                              **budgets, "train.loss": loss})
         started = time.perf_counter()
         _stage("train", project)
         seconds = time.perf_counter() - started
@@ -185,6 +215,8 @@ def run_point(law: str, prepared: Path, size: int, root: Path, judges: dict[str,
                 transfer[other] = judge.transfer(judge.dense(project / "models/trained"))
         return {
             "train_pairs": train["train_pairs"], "train_pairs_available": train["train_pairs_available"],
+            "train_pairs_extra": train.get("train_pairs_extra", 0),
+            "train_tflop": round(train["train_pairs"] * GFLOP_PER_PAIR[loss] / 1000, 1),
             "steps": train["steps"], "best_step": train["best_step"], "base_model_selected": train["base_model_selected"],
             "wise_ft_alpha": train.get("wise_ft_alpha"), "precision": train["precision"], "loss": loss,
             "train_stage_seconds": round(seconds, 1), "train_seconds": train["train_seconds"],
@@ -216,11 +248,12 @@ def markdown_tables(results: dict) -> str:
     """Per law: golden val and test zh/en of the fine-tuned model by source and size, time, transfer."""
     lines = []
     for law, points in results.get("points", {}).items():
-        entries = sorted(points.values(), key=lambda e: (e.get("loss", "mnrl"), SOURCES.index(e["source"]),
+        entries = sorted(points.values(), key=lambda e: (e.get("loss", "mnrl"), SOURCE_ORDER.index(e["source"]),
                                                          e["train_pairs"]))
         lines += [f"**{law}** (related laws: {', '.join(results['related'].get(law, [])) or 'none'})", "",
-                  "| loss | source | pairs | train s | val zh ft - base | test zh ft - base | test zh ft - BM25 "
-                  "| test zh hybrid - BM25 | test en ft | transfer ft - base |", "| --- |" + " --- |" * 9]
+                  "| loss | source | pairs (own + related) | train s | val zh ft - base | test zh ft - base "
+                  "| test zh ft - BM25 | test zh hybrid - BM25 | test en ft | transfer ft - base |",
+                  "| --- |" + " --- |" * 9]
 
         def diff(row, name, other, metric="hit@5"):
             key = f"{metric}_diff_vs_{other}"
@@ -230,7 +263,7 @@ def markdown_tables(results: dict) -> str:
             scores = entry["scores"]
             transfer = next(iter(entry["transfer"].values()), {}).get("test_zh")
             lines.append("| " + " | ".join([
-                entry.get("loss", "mnrl"), entry["source"], str(entry["train_pairs"]), f"{entry['train_stage_seconds']:.0f}",
+                entry.get("loss", "mnrl"), entry["source"], _pairs_cell(entry), f"{entry['train_stage_seconds']:.0f}",
                 diff(scores["val_zh"], "finetuned", "base"), diff(scores["test_zh"], "finetuned", "base"),
                 diff(scores["test_zh"], "finetuned", "bm25"), diff(scores["test_zh"], "hybrid", "bm25"),
                 f"{scores['test_en']['finetuned']['hit@5']:.3f}" if "test_en" in scores else "-",
@@ -238,6 +271,13 @@ def markdown_tables(results: dict) -> str:
             ]) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _pairs_cell(entry: dict) -> str:
+    if entry["source"] != "related":  # target, or the uniform sample whose split was not recorded
+        return str(entry["train_pairs"])
+    extra = entry.get("train_pairs_extra", 0)
+    return f"{entry['train_pairs']} ({entry['train_pairs'] - extra} + {extra})"
 
 
 def main() -> None:
@@ -248,6 +288,8 @@ def main() -> None:
     parser.add_argument("--loss", default="mnrl", choices=("mnrl", "gist"),
                         help="train.loss of every point (default mnrl: the curve was measured with it)")
     parser.add_argument("--related", type=int, default=6, help="related laws added by the 'related' source (default 6)")
+    parser.add_argument("--own-pairs", type=int, default=384,
+                        help="the law's own pairs in a 'related' point (train.max_pairs; default 384, the pipeline's)")
     parser.add_argument("--table", action="store_true", help="print the results as Markdown tables and stop")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "embedding-ft-curve",
                         help="where prepared projects are kept between runs")
@@ -270,12 +312,15 @@ def main() -> None:
         for source in args.source or list(SOURCES):
             extra = results["related"][law] if source == "related" else []
             prepared = prepared_project(law, source, extra, args.work)
-            available = available_pairs(prepared)
+            own, related = available_pairs(prepared)
+            available = own + related
             sizes = sorted({min(size, available) for size in (args.sizes or DEFAULT_SIZES[source])})
             for size in sizes:
                 label = f"{args.loss}_{source}_{size}"
-                print(f"[curve] {law} / {source}: {size} of {available} pairs", flush=True)
-                entry = {"source": source, "extra_laws": extra, **run_point(law, prepared, size, args.work, judges, args.loss)}
+                budgets = pair_budgets(source, size, own, args.own_pairs)
+                print(f"[curve] {law} / {source}: {size} of {available} pairs ({budgets})", flush=True)
+                entry = {"source": source, "extra_laws": extra,
+                         **run_point(law, prepared, budgets, args.work, judges, args.loss)}
                 results["points"].setdefault(law, {})[label] = entry
                 zh = entry["scores"].get("test_zh", {})
                 print(f"[curve] {law} / {label}: train {entry['train_stage_seconds']}s; golden val zh ft "

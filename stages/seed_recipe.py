@@ -70,11 +70,32 @@ def _load(path: Path) -> QADataset:
 
 
 def training_pairs_of_train_stage(train_set: QADataset, params: Params) -> tuple[list[str], list[str]]:
-    """The (anchor, positive) pairs the `train` stage trains on: the same masking, the same budget sample."""
-    from stages.lib.training.pairs import sample_pairs, training_pairs
+    """The (anchor, positive) pairs the `train` stage trains on: the same round-trip filter, masking and budgets."""
+    from stages.lib.documents.chunk_file import load_chunks
+    from stages.lib.training.pairs import budgeted_pairs
+    from stages.lib.training.round_trip import round_trip_filter
 
-    anchors, positives = training_pairs(train_set, params.train.ict_mask_probability, params.train.seed)
-    return sample_pairs(anchors, positives, params.train.max_pairs, params.train.seed)
+    p = params.train
+    chunks = load_chunks()
+    ranker = _base_ranker(params) if p.round_trip_filter == "base" else {}
+    train_set = round_trip_filter(train_set, chunks, p.round_trip_filter, p.round_trip_top_k, **ranker).dataset
+    budget = budgeted_pairs(train_set, {chunk.id for chunk in chunks}, p.ict_mask_probability, p.seed, p.max_pairs,
+                            p.max_extra_pairs)
+    return budget.anchors, budget.positives
+
+
+def _base_ranker(params: Params) -> dict:
+    """The base model as `train` ranks with it in the round trip: its prompts, the run's precision."""
+    from sentence_transformers import SentenceTransformer
+
+    from stages.lib.models.hardware import resolve_hardware
+    from stages.lib.models.prompts import resolve_prompts
+
+    hardware = resolve_hardware(params.compute.device, params.compute.precision)
+    model = SentenceTransformer(str(BASE_DIR), device=hardware.device)
+    model.max_seq_length = params.model.max_seq_length
+    prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, BASE_DIR)
+    return {"model": model, "prompts": prompts, "precision": hardware.precision}
 
 
 def seed_dataset(anchors: list[str], positives: list[str]):

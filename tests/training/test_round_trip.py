@@ -223,13 +223,13 @@ def test_the_train_stage_samples_its_budget_from_the_survivors_and_reports_them(
     from stages.lib.training import pairs
 
     sampled_from: list[list[str]] = []
-    real_sample = pairs.sample_pairs
+    real_sample = pairs.budgeted_pairs
 
-    def recording_sample(anchors, positives, limit, seed):
-        sampled_from.append(list(anchors))
-        return real_sample(anchors, positives, limit, seed)
+    def recording_sample(dataset, *args):
+        sampled_from.append([query for _, query, _ in dataset.pairs()])
+        return real_sample(dataset, *args)
 
-    monkeypatch.setattr(pairs, "sample_pairs", recording_sample)
+    monkeypatch.setattr(pairs, "budgeted_pairs", recording_sample)
     said: list[str] = []
     built = build_inputs(params, Hardware("cpu", "fp32"), say=said.append)
     questions = QADataset.load(tmp_path / "data/questions/train.json")

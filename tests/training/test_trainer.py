@@ -22,7 +22,7 @@ from stages.lib.training.checkpoints import (
     save_steps,
 )
 from stages.lib.training.outcome import curves_from_history
-from stages.lib.training.pairs import sample_pairs
+from stages.lib.training.pairs import budgeted_pairs, sample_pairs
 from stages.lib.training.saved_model import without_run_timing
 from stages.lib.training.trainer import steps_per_epoch
 from stages.lib.training.vocab import measure_coverage
@@ -38,6 +38,33 @@ def test_pair_budget_is_a_seeded_order_keeping_sample_that_grows_by_adding():
     assert set(small[0]) <= set(larger[0])
     assert sample_pairs(anchors, positives, 20, seed=2) != small
     assert sample_pairs(anchors, positives, 0, seed=1) == (anchors, positives)  # 0: no budget
+
+
+def test_extra_documents_pairs_have_their_own_budget_and_never_displace_the_targets():
+    # 40 questions on 8 target chunks, 400 on 80 extra chunks: one uniform sample of 48 would hold ~4 own pairs.
+    corpus = {f"t{i}": f"target passage {i}" for i in range(8)} | {f"x{i}": f"extra passage {i}" for i in range(80)}
+    relevant = {f"qt{i}": [f"t{i % 8}"] for i in range(40)} | {f"qx{i}": [f"x{i % 80}"] for i in range(400)}
+    dataset = QADataset(queries={qid: f"question {qid}" for qid in relevant}, corpus=corpus, relevant_docs=relevant)
+    target_ids = {f"t{i}" for i in range(8)}
+
+    budget = budgeted_pairs(dataset, target_ids, 0.0, seed=3, max_own=24, max_extra=24)
+    own = [a for a in budget.anchors if a.startswith("question qt")]
+    assert (budget.own, budget.extra, len(own), len(budget.anchors)) == (24, 24, 24, 48)
+    assert (budget.own_available, budget.extra_available) == (40, 400)
+    # Each side is the seeded sample of its own pairs, so the target's sample does not move when extras come or go.
+    own_only = QADataset(queries={q: t for q, t in dataset.queries.items() if q.startswith("qt")}, corpus=corpus,
+                         relevant_docs={q: d for q, d in relevant.items() if q.startswith("qt")})
+    alone = budgeted_pairs(own_only, target_ids, 0.0, seed=3, max_own=24, max_extra=24)
+    assert alone.anchors == own and alone.extra == alone.extra_available == 0
+    # Without extra documents it is the plain seeded sample, as before the two budgets existed.
+    assert (alone.anchors, alone.positives) == sample_pairs(*_pairs_of(own_only), 24, seed=3)
+    # 0 means all, on either side; original order kept.
+    everything = budgeted_pairs(dataset, target_ids, 0.0, seed=3, max_own=0, max_extra=0)
+    assert len(everything.anchors) == 440 and everything.anchors == [f"question {q}" for q, _, _ in dataset.pairs()]
+
+
+def _pairs_of(dataset: QADataset) -> tuple[list[str], list[str]]:
+    return [query for _, query, _ in dataset.pairs()], [dataset.corpus[cid] for _, _, cid in dataset.pairs()]
 
 
 def test_bounded_validation_keeps_every_sampled_querys_passages():
@@ -234,3 +261,20 @@ def test_a_checkpoint_holds_the_trained_weights_only_and_restores_them_exactly(t
     other[0].weight.requires_grad_(True)  # a model that trains more than the checkpoint holds
     with pytest.raises(RuntimeError, match="other parameters"):
         load_trained_weights(other, tmp_path)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_activation_checkpointing_is_passed_under_the_name_transformers_knows_without_a_warning(tmp_path, enabled):
+    import warnings
+
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    from stages.lib.training.trainer import _activation_checkpointing
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(tmp_path), use_cpu=True, report_to="none",
+            **_activation_checkpointing(SentenceTransformerTrainingArguments, enabled))
+    # Both names resolve to the one setting (transformers keeps the old one as a mirror).
+    assert args.gradient_checkpointing is enabled

@@ -187,9 +187,12 @@ class TrainParams(_Section):
     embedding_learning_rate: float = Field(gt=0, lt=1)
     unk_threshold: float = Field(ge=0, le=1)
     evals_per_epoch: int = Field(ge=1)
-    # Budget: train on at most this many (query, passage) pairs, a seeded sample (0: all), so a large
-    # corpus does not silently mean a day of CPU training.
+    # Budget: train on at most this many (query, passage) pairs of the target corpus, a seeded sample (0: all),
+    # so a large corpus does not silently mean a day of CPU training.
     max_pairs: int = Field(ge=0)
+    # Pairs from the extra training documents, a budget of their own added to the target's (0: all), so related
+    # text adds to the target's own pairs instead of displacing them from one shared sample.
+    max_extra_pairs: int = Field(ge=0)
     # Validation during training (model selection) on a seeded sample, so each pass costs seconds.
     max_val_queries: int = Field(ge=1)
     max_val_corpus: int = Field(ge=1)

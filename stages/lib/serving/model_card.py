@@ -247,7 +247,7 @@ def _training_section(inputs: CardInputs) -> str:
 * **Documents:** {", ".join(inputs.documents)} ({inputs.corpus.get("chunks", "?")} chunks of at most
   {params.corpus.chunk_size} tokens; the chunks of the test split never gave a training positive).
 * **Training data:** questions from the `{generator}` generator ({styles}); {train.get("train_pairs")} pairs used of
-  {train.get("train_pairs_available")} (`train.max_pairs` {recipe.max_pairs}).
+  {train.get("train_pairs_available")} (`train.max_pairs` {recipe.max_pairs}){_extra_pairs(train, recipe)}.
 * **Recipe:** {recipe.loss} (in-batch negatives), {recipe.epochs:g} epoch(s), batch {recipe.batch_size}, learning rate
   {recipe.learning_rate:g}, warm-up {recipe.warmup_ratio:g}, weight decay {recipe.weight_decay:g}, max sequence length
   {params.model.max_seq_length}; token embeddings {"frozen" if train.get("token_embeddings_frozen") else "trained"};
@@ -256,3 +256,13 @@ def _training_section(inputs: CardInputs) -> str:
 * **Hardware:** {train.get("device")}, {train.get("precision")}, {train.get("processes")} process(es);
   {train.get("steps")} optimizer steps. The wall time is in `metrics/train.json` (`train_seconds`), not here,
   so that identical runs give an identical card."""
+
+
+def _extra_pairs(train: dict, recipe) -> str:
+    """How many pairs came from the extra training documents, when there were any."""
+    if not train.get("train_pairs_extra_available"):
+        return ""
+    return (f", of which {train['train_pairs_extra']} from the extra training documents (of "
+            f"{train['train_pairs_extra_available']}, `train.max_extra_pairs` {recipe.max_extra_pairs}; training "
+            "material only, never searched in the evaluation)")
+

@@ -53,6 +53,8 @@ class Built:
     evaluator: object | None
     n_pairs: int
     n_pairs_available: int
+    n_pairs_extra: int  # of n_pairs, from the extra training documents (train.max_extra_pairs)
+    n_pairs_extra_available: int
     val_queries: int
     val_corpus: int
     coverage_before: float
@@ -71,7 +73,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
 
     from stages.lib.retrieval.eval_sample import bounded_dataset
     from stages.lib.retrieval.question_sets import golden_val
-    from stages.lib.training.pairs import duplicate_free_shortfall, sample_pairs, training_pairs
+    from stages.lib.training.pairs import budgeted_pairs, duplicate_free_shortfall
     from stages.lib.training.round_trip import require_enough_pairs, round_trip_filter
     from stages.lib.training.trainer import ir_evaluator
     from stages.lib.training.vocab import extend_vocabulary, measure_coverage
@@ -106,8 +108,8 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     if frozen:
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
 
-    all_anchors, all_positives = training_pairs(train_set, p.ict_mask_probability, p.seed)
-    anchors, positives = sample_pairs(all_anchors, all_positives, p.max_pairs, p.seed)
+    budget = budgeted_pairs(train_set, target_ids, p.ict_mask_probability, p.seed, p.max_pairs, p.max_extra_pairs)
+    anchors, positives = budget.anchors, budget.positives
     if len(anchors) < p.batch_size:
         raise UserError(
             f"Only {len(anchors)} training pairs, fewer than params.yaml key 'train.batch_size' ({p.batch_size}): "
@@ -136,7 +138,9 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
         train_data=Dataset.from_dict(columns),
         evaluator=ir_evaluator(val, "val", batch_size=encoding_batch_size("auto", hardware.device), prompts=prompts) if val else None,
         n_pairs=len(anchors),
-        n_pairs_available=len(all_anchors),
+        n_pairs_available=budget.own_available + budget.extra_available,
+        n_pairs_extra=budget.extra,
+        n_pairs_extra_available=budget.extra_available,
         val_queries=len(val.queries) if val else 0,
         val_corpus=len(val.corpus) if val else 0,
         coverage_before=before.unknown_rate,

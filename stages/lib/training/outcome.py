@@ -58,6 +58,9 @@ def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, 
         "token_embeddings_frozen": int(built.embeddings_frozen),
         "train_pairs": built.n_pairs,
         "train_pairs_available": built.n_pairs_available,
+        # Of those, from the extra training documents (corpus.extra_documents_dir; budget train.max_extra_pairs).
+        "train_pairs_extra": built.n_pairs_extra,
+        "train_pairs_extra_available": built.n_pairs_extra_available,
         # Training questions the round-trip filter kept and dropped (train.round_trip_filter; 0 and 0 when off).
         "round_trip_queries_kept": built.round_trip.kept,
         "round_trip_queries_dropped": built.round_trip.dropped,

@@ -215,7 +215,7 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         fp16=hardware.precision == "fp16",
         ddp_backend="gloo" if hardware.device == "cpu" and hardware.processes > 1 else None,
         disable_tqdm=True,
-        gradient_checkpointing=params.gradient_checkpointing,
+        **_activation_checkpointing(SentenceTransformerTrainingArguments, params.gradient_checkpointing),
     )
     keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer)
     trainer = CheckpointTimingTrainer(
@@ -228,3 +228,13 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
     )
     trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
     return trainer, keeper
+
+
+def _activation_checkpointing(arguments_class, enabled: bool) -> dict:
+    """The training argument that recomputes activations, under the name this transformers knows: later 5.x
+    releases renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warn on every run at the old."""
+    import dataclasses
+
+    names = {field.name for field in dataclasses.fields(arguments_class)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
+
