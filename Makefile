@@ -26,4 +26,4 @@ test: install test-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check stages tests scripts
+	$(BIN)/ruff check stages tests scripts benchmarks

@@ -16,12 +16,11 @@ the git-ignored ``.env``; never a flag, never printed).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import socket
 from pathlib import Path
 
 from stages.lib.common.errors import UserError, run_stage
+from stages.lib.serving.address import check_listen, is_loopback
 
 API_KEY_VARIABLE = "EMBEDDING_API_KEY"
 # Where each backend's model is by default, and how to make it.
@@ -40,7 +39,7 @@ def main() -> None:
 
     # 1. The model folder (a missing one names the stage that makes it) and the key, before anything heavy loads.
     folder = _model_folder(args.backend, args.model_dir)
-    _check_port(args.host, args.port)
+    check_listen(args.host, args.port)
     api_key = os.environ.get(API_KEY_VARIABLE, "").strip()
 
     # 2. The encoder and the app.
@@ -74,22 +73,6 @@ def _model_folder(backend: str, given: Path | None) -> Path:
     return folder
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail now, not after loading the model, when the address is taken or cannot be listened on."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise UserError(f"--host {host}: not an address of this machine ({error.strerror}).") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            probe.bind(address)
-        except OSError as error:
-            raise UserError(f"Cannot listen on {host}:{port}: {error.strerror}. Is another server running there? "
-                            "Pick another port with --port.") from None
-
-
 def _encoder(backend: str, folder: Path, device: str, precision: str = "auto"):
     if backend == "torch":
         from stages.lib.models.hardware import available_devices
@@ -121,7 +104,7 @@ def _check_precision(device: str, precision: str) -> None:
 
 def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
     name = settings.model_name
-    loopback = _is_loopback(args.host)
+    loopback = is_loopback(args.host)
     key = (f"required ({API_KEY_VARIABLE} is set): send 'Authorization: Bearer <key>'" if settings.api_key else
            f"none ({API_KEY_VARIABLE} is not set)" + ("" if loopback else
                                                       f"; WARNING: anyone who can reach {args.host} can use it"))
@@ -136,15 +119,6 @@ def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
         f"gathered for {settings.max_wait_ms:g} ms, {settings.max_queue} requests waiting at most",
         f"  OpenAI base URL: http://{args.host}:{args.port}/v1  (POST /v1/embeddings, GET /v1/models, GET /health)",
     ])
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _positive_int(text: str) -> int:

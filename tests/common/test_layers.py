@@ -58,6 +58,23 @@ def test_each_concern_says_what_it_owns_and_may_import():
         assert set(named) <= set(earlier), f"{concern} claims it may import {named}, later than itself"
 
 
+def test_each_concern_imports_only_what_its_may_import_line_names():
+    # The line is a contract, not a comment: retrieval, serving and the UI never reach into training, for example,
+    # though the layer order alone would let the later two.
+    problems = []
+    for concern in LAYERS:
+        line = (ast.get_docstring(ast.parse((LIB / concern / "__init__.py").read_text(encoding="utf-8"))) or "").split(
+            "May import:")[1]
+        earlier = LAYERS[: LAYERS.index(concern)]
+        allowed = {concern, *(earlier if "every other concern" in line else [c for c in earlier if f"``{c}``" in line])}
+        for path in sorted((LIB / concern).glob("*.py")):
+            for number, module in _lib_imports(path):
+                parts = module.split(".")
+                if len(parts) >= 4 and parts[2] not in allowed:
+                    problems.append(f"{path.relative_to(REPO_ROOT)}:{number} imports {module}; its May import line: {line.strip()}")
+    assert not problems, "\n".join(problems)
+
+
 def test_the_walk_sees_imports_inside_functions(tmp_path):
     # The walk must see imports inside functions, where the heavy ones live.
     source = "def f():\n    from stages.lib.training.trainer import build_trainer\n"

@@ -1,11 +1,12 @@
-"""One question against everything the pipeline built: what ``python -m stages.search`` does for a query.
+"""One question against everything the pipeline built: what ``python -m stages.search`` and ``python -m stages.ui`` do.
 
 It owns reading the pipeline's outputs without changing them (the models, the ``evaluate`` stage's
-vector cache opened read-only, the fusion that stage chose from its metrics), ranking the query with
-every retriever (base, fine-tuned, BM25, their hybrid), finding the query's labelled chunks when a
-question set holds it (synthetic splits first, then golden sets, matched on normalised text), and
-laying the rankings out side by side in terminal columns. Argument parsing and printing stay in the
-``search`` module.
+vector cache opened read-only, the fusion that stage chose from its metrics), ranking a query with
+every retriever (base, fine-tuned, BM25, their hybrid; ``Retrievers`` builds them once, so a long-lived
+caller such as the UI pays for loading once), the part of a long question the models read, finding the
+query's labelled chunks when a question set holds it (synthetic splits first, then golden sets, matched
+on normalised text), and laying the rankings out side by side in terminal columns. Argument parsing and
+printing stay in the ``search`` module.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.lib.common.errors import UserError
 from stages.lib.common.files import read_json
 from stages.lib.common.params import Params
 from stages.lib.documents.chunking import Chunk
@@ -69,26 +71,117 @@ def _find(dataset: QADataset, wanted: str) -> frozenset[str] | None:
     return None
 
 
+class _Encoder(LazySentenceEncoder):
+    """A lazily loaded model whose loading (and tokenizer) can also be asked for outright."""
+
+    def model(self):
+        if self._model is None:
+            self._model = self._load()
+            # Counting a long question's tokens is not encoding it: the tokenizer's one-time "longer than the
+            # maximum" warning would read as if the model were about to overflow (encoding truncates).
+            warned = getattr(self._model.tokenizer, "deprecation_warnings", None)
+            if isinstance(warned, dict):
+                warned["sequence-length-is-longer-than-the-specified-maximum"] = True
+        return self._model
+
+
+@dataclass(frozen=True)
+class Window:
+    """What of a question the dense models read: at most ``max_seq_length`` tokens, query prompt and special tokens
+    included (the rest is cut, as the evaluation's encoding cut it)."""
+
+    text: str  # the question as the models read it (all of it when it fits)
+    tokens: int  # tokens of the whole question with the query prompt and special tokens
+    max_seq_length: int
+
+    @property
+    def cut(self) -> bool:
+        return self.tokens > self.max_seq_length
+
+
+class Retrievers:
+    """Every retriever over one corpus, built once: both models with their corpus vectors, BM25, the evaluated fusion.
+
+    Corpus vectors come from the ``evaluate`` stage's cache (opened read-only) and are encoded, with a progress
+    line, only where it lacks them. The prompts, precision and fusion are the ones ``evaluate`` used, so a
+    question ranks here as it ranked there.
+    """
+
+    def __init__(self, chunks: list[Chunk], params: Params, models: dict[str, Path] | None = None,
+                 label: str = "search") -> None:
+        models = models or {name: path for name, (path, _) in MODELS.items()}
+        for path in models.values():
+            if not (path / "modules.json").is_file():
+                stage = next((stage for default, stage in MODELS.values() if default == path), None)
+                fix = f"run `dvc repro {stage}`" if stage else "point at a sentence-transformers folder such as models/trained"
+                raise UserError(f"{path} is not a sentence-transformers folder (it has no modules.json): {fix}.")
+        corpus = {c.id: c.text for c in chunks}
+        self.corpus_ids = list(corpus)
+        # The precision and the prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
+        hardware = resolve_hardware(params.compute.device, params.compute.precision)
+        self.hardware = hardware.describe()
+        self.prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, models["base"])
+        self.max_seq_length = params.model.max_seq_length
+        self.encoders: dict[str, _Encoder] = {}
+        self.doc_vectors: dict[str, np.ndarray] = {}
+        for name, path in models.items():
+            encoder = _Encoder(path, hardware.device, params.model.max_seq_length,
+                               encoding_batch_size(params.evaluate.batch_size, hardware.device), hardware.precision)
+            # Read-only: vectors `evaluate` stored are reused, new ones are kept in memory (the DVC output stays as it is).
+            cache = open_model_cache_read_only(EMBEDDING_CACHE_DIR, path, params.model.max_seq_length, hardware.precision)
+            self.doc_vectors[name] = encode_texts(list(corpus.values()), encoder, cache, f"[{label}] encode corpus ({name})",
+                                                  prompts=self.prompts.document)
+            self.encoders[name] = encoder
+        self.bm25 = BM25Index(corpus)
+        self.fusion = evaluated_fusion(params)
+        self.rrf_k = params.evaluate.rrf_k
+
+    def load(self) -> None:
+        """Load every model now (a run whose corpus vectors were all cached has not), so no question waits for it."""
+        for encoder in self.encoders.values():
+            encoder.model()
+
+    def window(self, query: str) -> Window:
+        """The part of ``query`` every dense model reads whole: the shortest of their windows."""
+        read, tokens = len(query), 0
+        for encoder in self.encoders.values():
+            chars, count = _chars_read(encoder.model().tokenizer, self.prompts.query, query, self.max_seq_length)
+            read, tokens = min(read, chars), max(tokens, count)
+        return Window(query[:read], tokens, self.max_seq_length)
+
+    def rank(self, query: str, depth: int) -> dict[str, Ranking]:
+        rankings: dict[str, Ranking] = {}
+        for name, encoder in self.encoders.items():
+            query_vector = np.asarray(encoder([query], self.prompts.query), dtype=np.float32)
+            rankings[name] = dense_rank([QUERY_ID], query_vector, self.corpus_ids, self.doc_vectors[name], depth)
+        rankings["bm25"] = self.bm25.rank({QUERY_ID: query}, depth)
+        rankings["hybrid"] = fuse(rankings["finetuned"], rankings["bm25"], self.fusion, self.rrf_k, depth)
+        return rankings
+
+
+def _chars_read(tokenizer, prompt: str, query: str, max_tokens: int) -> tuple[int, int]:
+    """(characters of ``query`` inside the first ``max_tokens`` tokens of prompt + query, tokens of the whole)."""
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(prompt + query, add_special_tokens=True, truncation=False, return_offsets_mapping=fast)
+    total = len(encoded["input_ids"])
+    if total <= max_tokens:
+        return len(query), total
+    if fast:
+        # Special tokens have empty spans; the last character any kept token covers ends what the model read.
+        end = max((stop for _, stop in encoded["offset_mapping"][:max_tokens]), default=0)
+        return max(0, min(len(query), end - len(prompt))), total
+    low, high = 0, len(query)  # a slow tokenizer has no offsets: the longest prefix that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(tokenizer(prompt + query[:middle], add_special_tokens=True, truncation=False)["input_ids"]) <= max_tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return low, total
+
+
 def rank_all(query: str, chunks: list[Chunk], params: Params, depth: int) -> dict[str, Ranking]:
-    corpus = {c.id: c.text for c in chunks}
-    corpus_ids = list(corpus)
-    # The precision and the prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
-    hardware = resolve_hardware(params.compute.device, params.compute.precision)
-    prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, MODELS["base"][0])
-    rankings: dict[str, Ranking] = {}
-    for name, (path, _) in MODELS.items():
-        encoder = LazySentenceEncoder(path, hardware.device, params.model.max_seq_length,
-                                      encoding_batch_size(params.evaluate.batch_size, hardware.device), hardware.precision)
-        # Read-only: vectors `evaluate` stored are reused, new ones are kept in memory (the DVC output stays as it is).
-        cache = open_model_cache_read_only(EMBEDDING_CACHE_DIR, path, params.model.max_seq_length, hardware.precision)
-        doc_vectors = encode_texts(list(corpus.values()), encoder, cache, f"[search] encode corpus ({name})",
-                                   prompts=prompts.document)
-        query_vector = np.asarray(encoder([query], prompts.query), dtype=np.float32)
-        rankings[name] = dense_rank([QUERY_ID], query_vector, corpus_ids, doc_vectors, depth)
-    rankings["bm25"] = BM25Index(corpus).rank({QUERY_ID: query}, depth)
-    rankings["hybrid"] = fuse(rankings["finetuned"], rankings["bm25"], evaluated_fusion(params), params.evaluate.rrf_k,
-                              depth)
-    return rankings
+    return Retrievers(chunks, params).rank(query, depth)
 
 
 def evaluated_fusion(params: Params) -> Fusion:

@@ -1,0 +1,214 @@
+"""The UI's FastAPI app: the page, its own scripts and styles, and the JSON the page reads.
+
+    GET  /, /report                the page (one HTML file; ``static/app.js`` draws each view from the URL)
+    GET  /static/<file>            its script and style sheet, from this package: nothing from elsewhere
+    GET  /api/status               the run: models, prompts, fusion, problems (missing, invalid, stale outputs)
+    GET  /api/sets                 the known question sets
+    GET  /api/questions            ?set=<id>&filter=<text>&limit=<n>: a set's questions whose text or id matches
+    GET|POST /api/search           {"q": ..., "k": 5} or {"set": ..., "qid": ..., "k": 5}: the four columns
+    GET  /api/report               the evaluation report with its error analysis
+    GET  /health                   for scripts and probes
+
+Every failure is a JSON ``{"error": {"message", "stage"}}`` with a 4xx/5xx status and no traceback (the server's
+log has those), and the server keeps serving. Questions are answered one at a time: on a small CPU a second one
+in parallel would only slow both down. The page allows no script, style, font or connection from anywhere but
+this server (``Content-Security-Policy``), and, bound to a loopback address, the app answers only requests
+addressed to one (``Host`` checked), so a web page elsewhere cannot reach it through DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from stages.lib.retrieval.one_query import Retrievers
+from stages.lib.ui.known_questions import KnownQuestions, UnknownQuestion
+from stages.lib.ui.run_files import QUESTIONS, REPORT, SEARCH, Problem
+from stages.lib.ui.search_view import DEFAULT_K, BadQuestion, Corpus, check_question, search_view
+
+STATIC = Path(__file__).parent / "static"
+PAGES = ("/", "/report")
+MAX_LIST = 500
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+SECURITY_HEADERS = {
+    # Nothing but this server: no CDN script, style, font or image, no connection elsewhere, no framing.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass
+class UiState:
+    """Everything the app serves, loaded once at start-up (the stale check arrives later, from a thread)."""
+
+    project: Path
+    corpus: Corpus | None
+    retrievers: Retrievers | None
+    known: KnownQuestions
+    report: dict
+    problems: list[Problem]
+    info: dict  # models, prompts, hardware: what the status line says
+    stale: list[Problem] | None = None  # None while the check against dvc.lock runs
+    startup_s: float = 0.0
+    search_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def all_problems(self) -> list[Problem]:
+        return self.problems + self.known.problems + (self.stale or [])
+
+    def stopping(self, view: str) -> list[Problem]:
+        return [p for p in self.problems if view in p.views and p.kind in ("missing", "invalid")]
+
+
+class UiError(Exception):
+    def __init__(self, status: int, message: str, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.stage = status, message, stage
+
+
+def _error(status: int, message: str, stage: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "stage": stage}}, status_code=status)
+
+
+def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAPI:
+    app = FastAPI(title="embedding-ft UI", docs_url=None, redoc_url=None, openapi_url=None)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        elif request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-cache")  # revalidated (ETag): a new version is seen at once
+        return response
+
+    @app.exception_handler(UiError)
+    async def ui_error(_request: Request, error: UiError) -> JSONResponse:
+        return _error(error.status, error.message, error.stage)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404 and not request.url.path.startswith(("/api/", "/static/")):
+            return FileResponse(STATIC / "index.html", status_code=404)  # the page says which pages there are
+        if error.status_code == 404:
+            return _error(404, f"No route {request.url.path}. The UI has the pages / and /report; its JSON is under /api/ "
+                               "(status, sets, questions, search, report).")
+        if error.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}.")
+        return _error(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, _error_: Exception) -> JSONResponse:
+        # Starlette re-raises after answering: the server's log gets the traceback, the page a sentence.
+        return _error(500, "Internal error in the UI server; its terminal has the details. The server keeps serving.")
+
+    for page in PAGES:
+        app.add_api_route(page, _page, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "search": state.retrievers is not None, "checking": state.stale is None}
+
+    @app.get("/api/status")
+    def status() -> dict:
+        return {
+            "project": str(state.project), **state.info, "startup_s": state.startup_s,
+            "search_ready": state.retrievers is not None, "checking": state.stale is None,
+            "corpus_size": len(state.corpus.chunks) if state.corpus else 0,
+            "problems": [p.to_json() for p in state.all_problems()],
+            "sets": [s.to_json() for s in state.known.sets.values()],
+        }
+
+    @app.get("/api/sets")
+    def sets() -> list[dict]:
+        return [s.to_json() for s in state.known.sets.values()]
+
+    @app.get("/api/questions")
+    def questions(set_id: str = Query("", alias="set"), needle: str = Query("", alias="filter"),
+                  limit: str = "50") -> dict:
+        if not set_id:
+            raise UiError(400, "Name a question set: /api/questions?set=<id> (the sets are listed by /api/sets).")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+            raise UiError(400, f"limit is {limit!r}: list between 1 and {MAX_LIST} questions.")
+        try:
+            found, total = state.known.matching(set_id, needle, int(limit))
+        except UnknownQuestion as error:
+            raise UiError(404, str(error)) from None
+        return {"set": set_id, "filter": needle, "total": total, "questions": [q.to_json() for q in found]}
+
+    @app.get("/api/search")
+    def search_get(q: str | None = None, set_id: str | None = Query(None, alias="set"), qid: str | None = None,
+                   k: str = str(DEFAULT_K)) -> dict:
+        return _search(state, {"q": q, "set": set_id, "qid": qid, "k": k})
+
+    @app.post("/api/search")
+    async def search_post(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise UiError(400, 'The request body is not JSON: send {"q": "<question>", "k": 5} or '
+                               '{"set": "<set id>", "qid": "<question id>"}.') from None
+        if not isinstance(body, dict):
+            raise UiError(400, 'The request body must be a JSON object such as {"q": "<question>", "k": 5}.')
+        return JSONResponse(await run_in_threadpool(_search, state, body))
+
+    @app.get("/api/report")
+    def report() -> dict:
+        return {**state.report, "stopped_by": [p.to_json() for p in state.stopping(REPORT)]}
+
+    return app
+
+
+async def _page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _search(state: UiState, body: dict) -> dict:
+    stopped = state.stopping(SEARCH)
+    if state.retrievers is None or state.corpus is None:
+        first = stopped[0] if stopped else None
+        raise UiError(503, " ".join(p.message for p in stopped) or "The search is not available in this run.",
+                      first.stage if first else None)
+    known = None
+    if body.get("set") or body.get("qid"):
+        if not body.get("set") or not body.get("qid") or not all(isinstance(body[k], str) for k in ("set", "qid")):
+            raise UiError(400, "A known question needs both its set and its id: ?set=<set id>&qid=<question id>.")
+        if state.stopping(QUESTIONS) and not state.known.sets:
+            raise UiError(503, " ".join(p.message for p in state.stopping(QUESTIONS)))
+        try:
+            known = state.known.get(body["set"], body["qid"])
+        except UnknownQuestion as error:
+            raise UiError(404, str(error)) from None
+        text = known[1].text
+    else:
+        text = body.get("q")
+    k = body.get("k")
+    try:
+        text, k = check_question(text, DEFAULT_K if k is None or k == "" else k)
+    except BadQuestion as error:
+        raise UiError(error.status, str(error)) from None
+    if known is None:
+        known = state.known.by_text(text)
+    with state.search_lock:
+        started = time.perf_counter()
+        view = search_view(state.retrievers, state.corpus, text, k, known, state.info.get("fusion", ""))
+        view["server_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return view
