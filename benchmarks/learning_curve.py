@@ -251,9 +251,9 @@ def markdown_tables(results: dict) -> str:
         entries = sorted(points.values(), key=lambda e: (e.get("loss", "mnrl"), SOURCE_ORDER.index(e["source"]),
                                                          e["train_pairs"]))
         lines += [f"**{law}** (related laws: {', '.join(results['related'].get(law, [])) or 'none'})", "",
-                  "| loss | source | pairs (own + related) | train s | val zh ft - base | test zh ft - base "
+                  "| loss | source | pairs (own + related) | train s | TFLOP | val zh ft - base | test zh ft - base "
                   "| test zh ft - BM25 | test zh hybrid - BM25 | test en ft | transfer ft - base |",
-                  "| --- |" + " --- |" * 9]
+                  "| --- |" + " --- |" * 10]
 
         def diff(row, name, other, metric="hit@5"):
             key = f"{metric}_diff_vs_{other}"
@@ -264,6 +264,7 @@ def markdown_tables(results: dict) -> str:
             transfer = next(iter(entry["transfer"].values()), {}).get("test_zh")
             lines.append("| " + " | ".join([
                 entry.get("loss", "mnrl"), entry["source"], _pairs_cell(entry), f"{entry['train_stage_seconds']:.0f}",
+                f"{entry['train_tflop']:g}" if "train_tflop" in entry else "-",
                 diff(scores["val_zh"], "finetuned", "base"), diff(scores["test_zh"], "finetuned", "base"),
                 diff(scores["test_zh"], "finetuned", "bm25"), diff(scores["test_zh"], "hybrid", "bm25"),
                 f"{scores['test_en']['finetuned']['hit@5']:.3f}" if "test_en" in scores else "-",

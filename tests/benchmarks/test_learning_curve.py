@@ -58,3 +58,14 @@ def test_a_point_starts_from_a_copy_of_the_prepared_data_and_a_link_to_the_base_
     assert copied.is_file() and not copied.is_symlink()
     copied.write_text('{"changed": 1}', encoding="utf-8")  # a point never writes into the prepared project
     assert (prepared / "data/questions/train.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_a_related_point_keeps_the_laws_own_pairs_and_fills_the_rest_from_related_laws():
+    from benchmarks.learning_curve import pair_budgets
+
+    assert pair_budgets("target", 192, own_available=746, own_pairs=384) == {"train.max_pairs": 192}
+    assert pair_budgets("related", 3072, own_available=746, own_pairs=384) == {"train.max_pairs": 384,
+                                                                                "train.max_extra_pairs": 2688}
+    # A law with fewer own pairs than asked keeps all of them; the related laws fill up to the point's size.
+    assert pair_budgets("related", 768, own_available=248, own_pairs=384) == {"train.max_pairs": 248,
+                                                                               "train.max_extra_pairs": 520}

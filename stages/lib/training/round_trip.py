@@ -5,7 +5,7 @@ A generator (templates, an LLM, llama-index) writes some questions its chunk doe
 of a dozen chunks answers as well: vague topics, keyword lists of common words, an LLM's preamble. Such a
 pair teaches the model noise. The round trip is a cheap check that the question points back to its chunk.
 It runs where the training pairs are built, so it applies to every generator, and before the
-``train.max_pairs`` sample, so the budget is filled from the questions that survive.
+``train.max_pairs`` and ``train.max_extra_pairs`` samples, so the budgets are filled from the questions that survive.
 
 ``train.round_trip_filter`` picks the ranker: ``bm25`` (the project's BM25 with jieba for Chinese) or
 ``base`` (the base model with its query/document prompts, in the run's precision). The searched corpus is
