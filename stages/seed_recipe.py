@@ -3,8 +3,9 @@
 llama-index-finetuning's ``SentenceTransformersFinetuneEngine`` with the seed's own settings
 (batch 10, 2 epochs, in-batch negatives, no vocabulary extension, no duplicate-free batches, no
 embedding learning rate of its own), on exactly the (query, passage) pairs the ``train`` stage
-trains on. ``evaluate`` adds it as the ``seed_recipe`` row, so the table shows what our changes
-to the recipe are worth on the same questions.
+trained on: those it wrote to ``data/training_pairs.jsonl``, after its round-trip filter and budgets.
+``evaluate`` adds it as the ``seed_recipe`` row, so the table shows what our changes to the recipe
+are worth on the same questions.
 
 Off by default (``seed_recipe.enabled``): the folder then holds only a note, and ``evaluate``
 leaves the row out. Switching it on reruns this stage and ``evaluate``, never ``train`` or
@@ -29,6 +30,7 @@ from stages.lib.common.files import replacing_directory  # noqa: E402
 from stages.lib.common.params import Params, load_params  # noqa: E402
 from stages.lib.models.hardware import resolve_device  # noqa: E402
 from stages.lib.questions.qa_dataset import QADataset  # noqa: E402
+from stages.lib.training.pairs import read_training_pairs  # noqa: E402
 
 BASE_DIR = Path("models/base")
 OUTPUT_DIR = Path("models/seed_recipe")
@@ -48,9 +50,9 @@ def main() -> None:
         print("[seed_recipe] off (seed_recipe.enabled: false): no model, no row in the evaluation")
         return
 
-    # 1. Build: the same pairs `train` sees, as the seed's dataset format.
-    train_set, val_set = _load(QUESTIONS_DIR / "train.json"), _load(QUESTIONS_DIR / "val.json")
-    dataset = seed_dataset(*training_pairs_of_train_stage(train_set, params))
+    # 1. Build: the pairs `train` trained on (its pairs file), as the seed's dataset format.
+    dataset = seed_dataset(*read_training_pairs())
+    val_set = _load(QUESTIONS_DIR / "val.json")
     device = resolve_device(params.compute.device)
     print(f"[seed_recipe] {len(dataset.queries)} pairs, batch {params.seed_recipe.batch_size}, "
           f"{params.seed_recipe.epochs} epochs, on {device}", flush=True)
@@ -67,35 +69,6 @@ def _load(path: Path) -> QADataset:
     if not path.is_file():
         raise UserError(f"{path} is missing: run `dvc repro questions` first.")
     return QADataset.load(path)
-
-
-def training_pairs_of_train_stage(train_set: QADataset, params: Params) -> tuple[list[str], list[str]]:
-    """The (anchor, positive) pairs the `train` stage trains on: the same round-trip filter, masking and budgets."""
-    from stages.lib.documents.chunk_file import load_chunks
-    from stages.lib.training.pairs import budgeted_pairs
-    from stages.lib.training.round_trip import round_trip_filter
-
-    p = params.train
-    chunks = load_chunks()
-    ranker = _base_ranker(params) if p.round_trip_filter == "base" else {}
-    train_set = round_trip_filter(train_set, chunks, p.round_trip_filter, p.round_trip_top_k, **ranker).dataset
-    budget = budgeted_pairs(train_set, {chunk.id for chunk in chunks}, p.ict_mask_probability, p.seed, p.max_pairs,
-                            p.max_extra_pairs)
-    return budget.anchors, budget.positives
-
-
-def _base_ranker(params: Params) -> dict:
-    """The base model as `train` ranks with it in the round trip: its prompts, the run's precision."""
-    from sentence_transformers import SentenceTransformer
-
-    from stages.lib.models.hardware import resolve_hardware
-    from stages.lib.models.prompts import resolve_prompts
-
-    hardware = resolve_hardware(params.compute.device, params.compute.precision)
-    model = SentenceTransformer(str(BASE_DIR), device=hardware.device)
-    model.max_seq_length = params.model.max_seq_length
-    prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, BASE_DIR)
-    return {"model": model, "prompts": prompts, "precision": hardware.precision}
 
 
 def seed_dataset(anchors: list[str], positives: list[str]):

@@ -42,6 +42,7 @@ from stages.lib.training.checkpoints import (
 from stages.lib.training.distributed import is_launched_worker, launch_workers, world_rank
 from stages.lib.training.inputs import BASE_DIR, INPUT_FILES, VAL_METRIC, VAL_PREFIX, build_inputs, check_batch_split, require_inputs
 from stages.lib.training.outcome import training_metrics, write_curves
+from stages.lib.training.pairs import write_training_pairs
 from stages.lib.training.saved_model import save_selected_model
 from stages.lib.training.weight_ensembling import ensemble_with_base
 
@@ -127,6 +128,7 @@ def train(params: Params, hardware: Hardware) -> None:
     if writer:
         save_selected_model(trainer.model, keeper, work, OUTPUT_DIR, weights_mixed=ensemble.mixes_weights)
         loss_rows = write_curves(CURVES_DIR, trainer.state.log_history, VAL_PREFIX)
+        write_training_pairs(built.train_data.to_dict())
         resumed_from = checkpoint_step(resume) if resume else 0
         write_json(METRICS_FILE, training_metrics(params, hardware, built, trainer, keeper, ensemble, loss_rows,
                                                   resumed_from, train_seconds))

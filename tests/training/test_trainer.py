@@ -278,3 +278,16 @@ def test_activation_checkpointing_is_passed_under_the_name_transformers_knows_wi
             **_activation_checkpointing(SentenceTransformerTrainingArguments, enabled))
     # Both names resolve to the one setting (transformers keeps the old one as a mirror).
     assert args.gradient_checkpointing is enabled
+
+
+def test_the_pairs_file_keeps_every_column_in_order_and_names_the_stage_when_missing(tmp_path):
+    from stages.lib.training.pairs import read_training_pairs, write_training_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    columns = {"anchor": ["问一", "q2"], "positive": ["段落一", "p2"], "negative": ["n1", "n2"]}
+    write_training_pairs(columns, path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows == [{"anchor": "问一", "positive": "段落一", "negative": "n1"}, {"anchor": "q2", "positive": "p2", "negative": "n2"}]
+    assert read_training_pairs(path) == (["问一", "q2"], ["段落一", "p2"])
+    with pytest.raises(UserError, match="dvc repro train"):
+        read_training_pairs(tmp_path / "absent.jsonl")

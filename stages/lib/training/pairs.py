@@ -4,11 +4,19 @@ training documents' pairs, each with its own budget), and the duplicate-free bat
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
+from stages.lib.common.errors import UserError
+from stages.lib.common.files import write_jsonl
 from stages.lib.questions.qa_dataset import QADataset
+
+# What the train stage trained on, one pair per line (its columns: anchor, positive, and negative when mined), in
+# its order: for reading, and for the seed_recipe baseline, which trains on exactly these pairs.
+TRAINING_PAIRS_FILE = Path("data/training_pairs.jsonl")
 
 
 def mask_query_in_passage(query: str, passage: str) -> str:
@@ -95,4 +103,16 @@ def budgeted_pairs(dataset: QADataset, target_ids: Collection[str], mask_probabi
     return BudgetedPairs([anchors[i] for i in keep], [positives[i] for i in keep], len(kept_own), len(kept_extra),
                          len(own), len(extra))
 
+
+def write_training_pairs(columns: dict[str, list[str]], path: Path = TRAINING_PAIRS_FILE) -> None:
+    names = list(columns)
+    write_jsonl(path, (dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)))
+
+
+def read_training_pairs(path: Path = TRAINING_PAIRS_FILE) -> tuple[list[str], list[str]]:
+    """(anchors, positives) of the train stage's pairs file."""
+    if not path.is_file():
+        raise UserError(f"{path} is missing: it is written by the train stage; run `dvc repro train` first.")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["anchor"] for row in rows], [row["positive"] for row in rows]
 
