@@ -22,22 +22,27 @@ from stages.lib.training.checkpoints import (
     save_steps,
 )
 from stages.lib.training.outcome import curves_from_history
-from stages.lib.training.pairs import budgeted_pairs, sample_pairs
+from stages.lib.training.pairs import budgeted_pairs
 from stages.lib.training.saved_model import without_run_timing
 from stages.lib.training.trainer import steps_per_epoch
 from stages.lib.training.vocab import measure_coverage
 
 
 def test_pair_budget_is_a_seeded_order_keeping_sample_that_grows_by_adding():
-    anchors = [f"q{i}" for i in range(100)]
-    positives = [f"p{i % 7}" for i in range(100)]
-    small = sample_pairs(anchors, positives, 20, seed=1)
-    assert len(small[0]) == 20 and small == sample_pairs(anchors, positives, 20, seed=1)
-    assert small[0] == sorted(small[0], key=anchors.index)  # original order kept
-    larger = sample_pairs(anchors, positives, 40, seed=1)
-    assert set(small[0]) <= set(larger[0])
-    assert sample_pairs(anchors, positives, 20, seed=2) != small
-    assert sample_pairs(anchors, positives, 0, seed=1) == (anchors, positives)  # 0: no budget
+    relevant = {f"q{i}": [f"p{i % 7}"] for i in range(100)}
+    dataset = QADataset(queries={qid: f"question {qid}" for qid in relevant},
+                        corpus={f"p{i}": f"passage {i}" for i in range(7)}, relevant_docs=relevant)
+    in_order = [f"question {qid}" for qid in relevant]
+
+    def sample(limit: int, seed: int) -> list[str]:
+        return budgeted_pairs(dataset, set(dataset.corpus), 0.0, seed, max_own=limit, max_extra=0).anchors
+
+    small = sample(20, seed=1)
+    assert len(small) == 20 and small == sample(20, seed=1)
+    assert small == sorted(small, key=in_order.index)  # original order kept
+    assert set(small) <= set(sample(40, seed=1))
+    assert sample(20, seed=2) != small
+    assert sample(0, seed=1) == in_order  # 0: no budget
 
 
 def test_extra_documents_pairs_have_their_own_budget_and_never_displace_the_targets():
@@ -56,15 +61,10 @@ def test_extra_documents_pairs_have_their_own_budget_and_never_displace_the_targ
                          relevant_docs={q: d for q, d in relevant.items() if q.startswith("qt")})
     alone = budgeted_pairs(own_only, target_ids, 0.0, seed=3, max_own=24, max_extra=24)
     assert alone.anchors == own and alone.extra == alone.extra_available == 0
-    # Without extra documents it is the plain seeded sample, as before the two budgets existed.
-    assert (alone.anchors, alone.positives) == sample_pairs(*_pairs_of(own_only), 24, seed=3)
     # 0 means all, on either side; original order kept.
     everything = budgeted_pairs(dataset, target_ids, 0.0, seed=3, max_own=0, max_extra=0)
     assert len(everything.anchors) == 440 and everything.anchors == [f"question {q}" for q, _, _ in dataset.pairs()]
 
-
-def _pairs_of(dataset: QADataset) -> tuple[list[str], list[str]]:
-    return [query for _, query, _ in dataset.pairs()], [dataset.corpus[cid] for _, _, cid in dataset.pairs()]
 
 
 def test_bounded_validation_keeps_every_sampled_querys_passages():

@@ -265,4 +265,3 @@ def _extra_pairs(train: dict, recipe) -> str:
     return (f", of which {train['train_pairs_extra']} from the extra training documents (of "
             f"{train['train_pairs_extra_available']}, `train.max_extra_pairs` {recipe.max_extra_pairs}; training "
             "material only, never searched in the evaluation)")
-

@@ -58,19 +58,11 @@ def _rank_key(seed: int, *parts: str) -> str:
 
 
 def _sample_indices(indices: list[int], anchors: list[str], positives: list[str], limit: int, seed: int) -> list[int]:
+    """At most ``limit`` of ``indices`` (0: all), ranked by a hash of each pair's content: the sample does not
+    depend on the order in which pairs were generated, and growing the budget only adds pairs."""
     if not limit or len(indices) <= limit:
         return indices
     return sorted(indices, key=lambda i: _rank_key(seed, anchors[i], positives[i]))[:limit]
-
-
-def sample_pairs(anchors: list[str], positives: list[str], limit: int, seed: int) -> tuple[list[str], list[str]]:
-    """At most ``limit`` pairs (0: all), a seeded sample that keeps the original order.
-
-    Ranked by a hash of each pair's content, so the sample does not depend on the
-    order in which pairs were generated, and growing the budget only adds pairs.
-    """
-    keep = sorted(_sample_indices(list(range(len(anchors))), anchors, positives, limit, seed))
-    return [anchors[i] for i in keep], [positives[i] for i in keep]
 
 
 @dataclass(frozen=True)
@@ -115,4 +107,3 @@ def read_training_pairs(path: Path = TRAINING_PAIRS_FILE) -> tuple[list[str], li
         raise UserError(f"{path} is missing: it is written by the train stage; run `dvc repro train` first.")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [row["anchor"] for row in rows], [row["positive"] for row in rows]
-

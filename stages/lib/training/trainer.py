@@ -237,4 +237,3 @@ def _activation_checkpointing(arguments_class, enabled: bool) -> dict:
 
     names = {field.name for field in dataclasses.fields(arguments_class)}
     return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
-
