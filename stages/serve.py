@@ -19,6 +19,7 @@ import argparse
 import os
 from pathlib import Path
 
+from stages.lib.common.arguments import positive_int
 from stages.lib.common.errors import UserError, run_stage
 from stages.lib.serving.address import check_listen, is_loopback
 
@@ -121,13 +122,6 @@ def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
     ])
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -142,15 +136,15 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                         help="torch backend: auto (default) = bf16 where the GPU or CPU computes it natively, else fp32 "
                              "(fp16 on a GPU without bf16)")
-    parser.add_argument("--max-inputs", type=_positive_int, default=2048, help="texts per request (default 2048, as OpenAI)")
-    parser.add_argument("--max-tokens", type=_positive_int, default=8192,
+    parser.add_argument("--max-inputs", type=positive_int, default=2048, help="texts per request (default 2048, as OpenAI)")
+    parser.add_argument("--max-tokens", type=positive_int, default=8192,
                         help="a text above this many tokens is refused (default 8192); up to it, truncated to the "
                              "model's max_seq_length")
-    parser.add_argument("--max-batch", type=_positive_int, default=256,
+    parser.add_argument("--max-batch", type=positive_int, default=256,
                         help="texts per encoder call, gathered from concurrent requests (default 256)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="how long a batch waits for more requests (default 5 ms)")
-    parser.add_argument("--max-queue", type=_positive_int, default=1024,
+    parser.add_argument("--max-queue", type=positive_int, default=1024,
                         help="requests waiting at most; one more gets 503 (default 1024)")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="log one line per request (method, path, status; never headers)")

@@ -20,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+from stages.lib.common.arguments import positive_int
 from stages.lib.common.errors import UserError, run_stage
 
 # The pipeline's models, as `python -m stages.search` and `evaluate` read them (models/finetuned ships the same weights).
@@ -98,13 +99,6 @@ def _print_stale(stale) -> None:
         print(f"[ui] {problem.kind.upper()}: {problem.message}", flush=True)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.ui", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1",
@@ -118,7 +112,7 @@ def _arguments() -> argparse.Namespace:
                         help=f"the fine-tuned model's folder (default {DEFAULT_MODELS['finetuned']}, the model the "
                              "evaluation measured; models/finetuned holds the same weights with its card; a relative "
                              "path is inside --project)")
-    parser.add_argument("--threads", type=_positive_int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads per question (default 1: a question is a few tokens, and a second thread only "
                              "waits when another process holds the other core); corpus vectors missing from the "
                              "evaluation's cache are encoded with every core at start-up")

@@ -1,5 +1,5 @@
 """Plumbing every stage shares: params schema, errors, atomic files and hashes, progress bars, timers,
-CPU cores, and the OpenAI-compatible endpoint settings.
+CPU cores, the OpenAI-compatible endpoint settings, and the argument types the commands share.
 
 May import: nothing else of ``stages.lib``.
 """
