@@ -73,8 +73,19 @@ def content_hash(folder: Path, only: tuple[str, ...] | None = None) -> str:
         if path.name in _NOT_HASHED or "__pycache__" in relative or (only is not None and relative not in only):
             continue
         digest.update(relative.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        _feed(digest, path)
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of one file's bytes, read in blocks (md5 is what DVC records for a file)."""
+    digest = hashlib.new(algorithm)
+    _feed(digest, path)
+    return digest.hexdigest()
+
+
+def _feed(digest, path: Path) -> None:
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)

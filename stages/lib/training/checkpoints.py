@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from stages.lib.common.files import file_digest
 from stages.lib.common.params import Params
 from stages.lib.models.hardware import Hardware
 
@@ -35,14 +36,6 @@ COMPLETE_MARKER = "trainer_state.json"
 BEST_DIR = "best"
 BEST_RECORD = "best.json"
 TRAINED_WEIGHTS = "trained_weights.safetensors"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(settings: dict[str, Any], files: Iterable[Path], folders: Iterable[Path]) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.lib.common.files import content_hash
+from stages.lib.common.files import content_hash, file_digest
 from stages.lib.retrieval.one_query import MODELS
 
 LOCK_FILE = Path("dvc.lock")
@@ -120,21 +120,13 @@ def dvc_md5(path: Path, memo: dict[Path, str] | None = None) -> str:
     memo = {} if memo is None else memo
     if path not in memo:
         if path.is_dir():
-            entries = [{"md5": _file_md5(p), "relpath": p.relative_to(path).as_posix()}
+            entries = [{"md5": file_digest(p, "md5"), "relpath": p.relative_to(path).as_posix()}
                        for p in sorted(path.rglob("*")) if p.is_file()]
             entries.sort(key=lambda entry: entry["relpath"])
             memo[path] = hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
         else:
-            memo[path] = _file_md5(path)
+            memo[path] = file_digest(path, "md5")
     return memo[path]
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _yaml(path: Path):
