@@ -3,11 +3,14 @@
 Writes ``metrics/eval.json`` (numbers only, git-tracked), the hit-rate-vs-k
 curve ``metrics/hit_rate.csv`` and per-query results for error analysis.
 
-Besides the synthetic test split it reports the golden question sets
-(``evaluate.golden_sets``: questions written by people), each retriever with a
-95% paired-bootstrap interval for hit@5 and MRR@10 and for its difference from
-BM25; the fusion (reciprocal-rank or convex, and its weight) is chosen on golden
-val when there is one.
+It says its verdict first: fine-tuned vs base and vs BM25, and the best
+retriever, judged on the golden question sets (``evaluate.golden_sets``:
+questions written by people), each retriever with a 95% paired-bootstrap
+interval for hit@5 and MRR@10 and for its difference from BM25. The fusion
+(reciprocal-rank or convex, and its weight) is chosen on golden val when there is
+one, and untuned otherwise. The synthetic test split is reported too, overall and
+by word-overlap band (``metrics/eval_by_overlap.json``), but never judges: its
+questions reuse their passages' words.
 
 Sized for large corpora: each model encodes the corpus once per run (and never
 again for texts already in ``data/embedding_cache/``), rankings keep only the
@@ -32,17 +35,27 @@ from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.api_embeddings import resolve_model_name
 from stages.lib.retrieval.eval_report import CURVE_MAX_K, print_inputs, print_tables, summary_metrics, write_curve, write_per_query
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, build_question_sets
-from stages.lib.retrieval.side_by_side import DEPTH, Inputs, by_style, dense_vectors, rank_every_set, scored
+from stages.lib.retrieval.side_by_side import (
+    DEPTH,
+    Inputs,
+    by_overlap,
+    by_style,
+    dense_vectors,
+    mean_overlaps,
+    rank_every_set,
+    scored,
+    word_overlaps,
+)
 from stages.lib.retrieval.vector_cache import prune_model_caches
 
 QUESTIONS_FILE = Path("data/questions/test.json")
-VAL_FILE = Path("data/questions/val.json")
 # The fine-tuned row is the model train selected (models/finetuned ships the same weights, with a card).
 MODELS = {"base": Path("models/base"), "finetuned": Path("models/trained")}
 # The seed-recipe baseline (stage seed_recipe): a row only when that stage trained a model there.
 SEED_RECIPE_DIR = Path("models/seed_recipe")
 METRICS_FILE = Path("metrics/eval.json")
 BY_STYLE_FILE = Path("metrics/eval_by_style.json")
+BY_OVERLAP_FILE = Path("metrics/eval_by_overlap.json")
 CURVE_FILE = Path("metrics/hit_rate.csv")
 PER_QUERY_FILE = Path("data/eval/per_query.jsonl")
 # Vectors of local models (st-*/ shards) and of API embedding models (*.jsonl); a persistent DVC output.
@@ -73,7 +86,10 @@ def main() -> None:
     # 3. Rankings over every chunk for every set: dense, BM25, and their fusion (chosen on val, never on a test set).
     rankings, fusion, chosen_on = rank_every_set(inputs, vectors, params, depth, timer)
     results = scored(inputs.sets, rankings, params.k_values)
-    summary = summary_metrics(inputs, results, fusion, hardware)
+    with timer("word overlap"):
+        overlaps = word_overlaps(inputs.sets)
+    bands = by_overlap(inputs.sets, rankings, overlaps)
+    summary = summary_metrics(inputs, results, fusion, hardware, mean_overlaps(overlaps))
 
     # 4. llama-index cross-check on a seeded sample, against our ranking of the same sample.
     if params.llamaindex_check:
@@ -90,9 +106,10 @@ def main() -> None:
     # 5. Outputs and the tables.
     write_json(METRICS_FILE, summary)
     write_json(BY_STYLE_FILE, by_style(test, rankings[SYNTHETIC_TEST], params.k_values))
+    write_json(BY_OVERLAP_FILE, bands)
     write_curve(CURVE_FILE, inputs.sets, rankings)
     write_per_query(PER_QUERY_FILE, inputs.sets, rankings)
-    print_tables(summary, results, params.k_values, fusion, chosen_on, top_k, params.llamaindex_check)
+    print_tables(summary, results, params.k_values, fusion, chosen_on, top_k, params.llamaindex_check, bands)
 
     # 6. Cache housekeeping, only after a successful run: compact what grew, drop models no longer evaluated.
     for cache in caches:
@@ -110,13 +127,12 @@ def _load_inputs(params: EvaluateParams, query_prompt: str, document_prompt: str
     # A missing key or model name fails here, before the models load.
     endpoint = load_endpoint("evaluate.api_embedding_models") if params.api_embedding_models else None
     api_models = [resolve_model_name(entry) for entry in params.api_embedding_models]
-    val = QADataset.load(VAL_FILE)
     for path in MODELS.values():
         if not path.is_dir():
             raise UserError(f"{path} is missing: run `dvc repro` so the stage that writes it runs.")
     EMBEDDING_CACHE_DIR.mkdir(parents=True, exist_ok=True)  # a persistent DVC output, even when unused
     chunks = load_chunks() if params.golden_sets else []
-    sets = build_question_sets(test, val, chunks, params.golden_sets, params.max_queries)
+    sets = build_question_sets(test, chunks, params.golden_sets, params.max_queries)
     seed_recipe = {"seed_recipe": SEED_RECIPE_DIR} if (SEED_RECIPE_DIR / "modules.json").is_file() else {}
     models = {"base": MODELS["base"], **seed_recipe, "finetuned": MODELS["finetuned"]}
     prompts = resolve_prompts(query_prompt, document_prompt, MODELS["base"])

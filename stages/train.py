@@ -4,12 +4,15 @@ Runs where the user's hardware is: on a GPU (mixed precision) when there is
 one, on several GPUs through ``torchrun`` (``train.processes``), on the CPU
 otherwise. Checkpoints go to ``models/.train-work/<fingerprint>/``, so a rerun
 after a crash or ``kill -9`` resumes instead of starting over. Model selection
-is by NDCG@10 on the best labelled val there is (golden val when a golden set
-is about this corpus, else a bounded sample of the synthetic val split), and
-the base model itself (step 0) is a candidate: a fine-tune that does not beat
-it is not kept. The selected checkpoint is then mixed with the base model in
-weight space (WiSE-FT: alpha x fine-tuned + (1 - alpha) x base), with the
-``train.wise_ft_alphas`` value that scores best on that same val set. The loss
+is by NDCG@10 on golden val (questions people wrote, when a golden set is about
+this corpus), and the base model itself (step 0) is a candidate: a fine-tune that
+does not beat it is not kept. Without a golden val the final step is kept, and the
+synthetic val split is scored for the curve only: its questions reuse their
+passages' words, and choosing on them misleads (README "Without a golden
+set"). The selected checkpoint is then mixed with the base model in weight
+space (WiSE-FT: alpha x fine-tuned + (1 - alpha) x base), with the
+``train.wise_ft_alphas`` value that scores best on golden val (alpha 1 without
+one). The loss
 and validation curves go to ``metrics/train_curves/`` for ``dvc plots``.
 Queries and passages are encoded after the model's prompts
 (``model.query_prompt`` / ``model.document_prompt``), which are saved with the
@@ -100,10 +103,13 @@ def train(params: Params, hardware: Hardware) -> None:
     say(f"[train] [UNK] rate {built.coverage_before:.1%} -> {built.coverage_after:.1%} ({built.tokens_added} tokens added); "
         f"{built.n_pairs} training pairs (of {built.n_pairs_available}), validation on {built.val_queries} queries "
         f"x {built.val_corpus} chunks; {hardware.device}, {hardware.precision}, {hardware.processes} process(es)")
-    say(f"[train] {built.prompts.describe()}; model selection on {built.val_source}, the base model (step 0) included")
+    say(f"[train] {built.prompts.describe()}; " + (
+        f"model selection on {built.val_source}, the base model (step 0) included" if built.chooses else
+        f"no golden val about this corpus: the final step is kept ({built.val_source} is scored for the curve only; "
+        "synthetic questions are not a judge)"))
     trainer, keeper = build_trainer(built.model, built.train_data, built.evaluator, params.train, hardware, work,
                                     vocabulary_extended=built.tokens_added > 0, val_metric=VAL_METRIC, is_writer=writer,
-                                    prompts=built.prompts, resuming=resume is not None)
+                                    prompts=built.prompts, resuming=resume is not None, choose_best=built.chooses)
 
     # 2. Run.
     started = time.perf_counter()
@@ -119,10 +125,14 @@ def train(params: Params, hardware: Hardware) -> None:
         raise UserError("Training took no step: the batch sampler could not fill one batch of 'train.batch_size' "
                         f"({params.train.batch_size}) from {built.n_pairs} pairs. Lower 'train.batch_size'.")
 
-    # 3. Weight-space ensembling with the base model (rank 0): the alpha of train.wise_ft_alphas best on val.
+    # 3. Weight-space ensembling with the base model (rank 0): the alpha of train.wise_ft_alphas best on golden val
+    #    (without one, alpha 1: nothing to choose on).
+    if not built.chooses:
+        keeper.keep_final(trainer.state.global_step)
     if writer:
-        ensemble = ensemble_with_base(trainer.model, keeper, built.evaluator, params.train.wise_ft_alphas, VAL_METRIC,
-                                      BASE_DIR, work / BEST_DIR, say, built.val_source)
+        ensemble = ensemble_with_base(trainer.model, keeper, built.evaluator if built.chooses else None,
+                                      params.train.wise_ft_alphas, VAL_METRIC, BASE_DIR, work / BEST_DIR, say,
+                                      built.val_source)
 
     # 4. Report (rank 0): the selected model (ensembled or not), the curves, the metrics; then drop the checkpoints.
     if writer:
@@ -133,9 +143,11 @@ def train(params: Params, hardware: Hardware) -> None:
         write_json(METRICS_FILE, training_metrics(params, hardware, built, trainer, keeper, ensemble, loss_rows,
                                                   resumed_from, train_seconds))
         shutil.rmtree(work, ignore_errors=True)
+        kept = (f"best {built.val_source} NDCG@10 {keeper.best_score or float('nan'):.3f} at step {keeper.best_step}"
+                if built.chooses else f"kept the final step ({built.val_source} NDCG@10 "
+                                      f"{keeper.best_score or float('nan'):.3f}, for the curve only)")
         print(f"[train] {built.n_pairs} pairs x {params.train.epochs} epochs, {trainer.state.global_step} steps in "
-              f"{train_seconds:.0f}s; best {built.val_source} NDCG@10 {keeper.best_score or float('nan'):.3f} at step "
-              f"{keeper.best_step}")
+              f"{train_seconds:.0f}s; {kept}")
         if keeper.best_step == 0:
             print(f"[train] no fine-tuned step beat the base model on {built.val_source}: {OUTPUT_DIR} is the base "
                   "model itself (with its prompts). Fine-tuning did not help with this data and recipe.")

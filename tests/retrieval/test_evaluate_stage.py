@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from stages.lib.documents.law_pdf import law_database, read_laws
+from stages.lib.documents.lexical_overlap import band_of, word_overlap
 from stages.lib.models.sources import packaged_model_dir
 from tests.helpers import make_project, stage_run
 
@@ -66,15 +67,31 @@ def test_first_run_samples_queries_and_fills_the_cache(project):
     output = run_evaluate(project)
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert metrics["test_queries"] == 6 and metrics["test_queries_total"] == 16
-    assert metrics["tuning_queries"] == 6 and metrics["tuning_queries_total"] == 8  # the synthetic val split
+    assert "tuning_queries" not in metrics  # the synthetic val split is no judge: nothing is tuned on it
     assert metrics["llamaindex_sample_queries"] == 4 and metrics["llamaindex_sample_corpus"] == 10
     assert abs(metrics["llamaindex_finetuned_hit@5"] - metrics["ours_on_llamaindex_sample_hit@5"]) <= 1 / 4
     assert len((project / "data/eval/per_query.jsonl").read_text().splitlines()) == 6
     assert "of 16)" in output and "0 from cache" in output
     assert len(model_caches(project)) == 2
-    # The fusion was chosen on the val split (the only labelled set here), and the hybrid says which.
-    assert metrics["hybrid_fusion"] in ("rrf", "convex") and "fusion chosen on synthetic val" in output
-    assert "chosen on synthetic val)" in output
+    # No golden set: the hybrid is the untuned fusion, and the report says it has no judge, with the measured overlap.
+    assert (metrics["hybrid_fusion"], metrics["hybrid_dense_weight"]) == ("rrf", 1.0)
+    assert "fusion chosen on" not in output and "untuned: no golden val to choose on" in output
+    verdict = metrics["verdict"]
+    assert verdict["judge"] == "none" and verdict["judge_questions"] == 0
+    assert verdict["finetuned_vs_base"] == 0 and verdict["finetuned_vs_bm25"] == 0  # not shown
+    assert (verdict["best"], verdict["best_measured"]) == ("hybrid", 0)
+    # The test questions are pieces of their passages (jieba cuts a piece's edges apart from the whole passage):
+    # their overlap, recomputed from the evaluated questions, is high.
+    rows = [json.loads(line) for line in (project / "data/eval/per_query.jsonl").read_text().splitlines()]
+    test_set = json.loads((project / "data/questions/test.json").read_text())
+    overlaps = [word_overlap(row["query"], [test_set["corpus"][cid] for cid in row["relevant"]], "zh") for row in rows]
+    assert verdict["synthetic_word_overlap"] == metrics["test_word_overlap"] == round(sum(overlaps) / 6, 4) > 0.75
+    assert output.index("Verdict:") < output.index("Synthetic test split, not a judge")
+    assert "Fine-tuned vs base: not shown (no golden set)." in output and "/label" in output
+    assert f"share {metrics['test_word_overlap']:.0%} of their words with their passages" in output
+    bands = json.loads((project / "metrics/eval_by_overlap.json").read_text())["test"]
+    counts = [sum(band_of(value) == band for value in overlaps) for band in ("low", "medium", "high")]
+    assert [bands[band]["queries"] for band in ("low", "medium", "high")] == counts and sum(counts) == 6
 
 
 def test_a_new_finetune_reuses_every_base_vector_and_prunes_the_old_one(project):

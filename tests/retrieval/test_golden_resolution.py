@@ -71,6 +71,7 @@ def test_a_label_that_matches_nothing_names_the_file_line_and_label(tmp_path, ro
     ([{"id": "q", "query": "x", "split": "train", "articles": ["第一条"]}], "key 'split' is 'train'"),
     ([{"id": "q", "query": "x", "split": "test", "articles": ["第一条"]}] * 2, "id 'q' is used twice"),
     ([{"id": "q", "query": "x", "split": "test"}], "'articles'"),
+    ([{"id": "q", "query": "x", "split": "test"}], "'passages'"),
     ([{"id": "q", "split": "test", "articles": ["第一条"]}], "missing or empty key(s) ['query']"),
 ])
 def test_bad_rows_are_refused(tmp_path, rows, needle):
@@ -79,6 +80,66 @@ def test_bad_rows_are_refused(tmp_path, rows, needle):
     with pytest.raises(UserError) as caught:
         load_golden(write(tmp_path, rows))
     assert needle in str(caught.value)
+
+
+def passage(chunk: Chunk) -> dict:
+    return {"chunk": chunk.id, "source": chunk.source, "text": chunk.text}
+
+
+def test_labelled_passages_resolve_by_id_or_by_text_and_unanswered_questions_are_kept_unscored(tmp_path):
+    rechunked = [chunk("n0", CHUNKS[0].text + CHUNKS[1].text, 0), chunk("n1", CHUNKS[2].text, 1), CHUNKS[3]]
+    path = write(tmp_path, [
+        {"id": "p1", "query": "存托凭证", "split": "val", "passages": [passage(CHUNKS[1])], "note": "seen in the UI"},
+        {"id": "p2", "query": "三公原则", "split": "test", "passages": [passage(CHUNKS[2]), passage(CHUNKS[3])]},
+        {"id": "p3", "query": "证券法管外国股票吗", "split": "test", "no_relevant_chunk": True},
+    ])
+    golden = load_golden(path)
+    assert [q.no_relevant_chunk for q in golden.questions] == [False, False, True]
+    assert resolve(golden, CHUNKS) == {"p1": ["c1"], "p2": ["c2", "e0"]}
+    assert resolve(golden, rechunked) == {"p1": ["n0"], "p2": ["n1", "e0"]}  # found again by their text
+    datasets = golden_datasets(golden, CHUNKS)
+    assert set(datasets[("test", "zh")].queries) == {"p2"}  # the unanswered question is not scored
+
+
+def test_a_labelled_passage_whose_text_is_gone_names_the_question_and_how_to_relabel(tmp_path):
+    path = write(tmp_path, [{"id": "p1", "query": "q", "split": "test", "passages": [passage(CHUNKS[2])]}])
+    edited = [*CHUNKS[:2], chunk("c2", "第三条 本条已修改。", 2), CHUNKS[3]]
+    with pytest.raises(UserError) as caught:
+        resolve(load_golden(path), edited)
+    message = str(caught.value)
+    for needle in (str(path), "line 1", "'p1'", "第三条证券的发行", "no longer in the corpus", "/label"):
+        assert needle in message
+
+
+@pytest.mark.parametrize(("row", "needle"), [
+    ({"passages": "c1"}, "key 'passages' must be a list"),
+    ({"passages": [{"chunk": "c1"}]}, "non-empty text"),
+    ({"passages": [{"text": "x", "source": 3}]}, "key 'passages' must be a list"),
+    ({"no_relevant_chunk": True, "articles": ["第一条"]}, "keep one of them"),
+    ({"no_relevant_chunk": "yes"}, "key 'no_relevant_chunk' is 'yes'; use true or false"),
+])
+def test_bad_passage_labels_are_refused_with_the_line(tmp_path, row, needle):
+    with pytest.raises(UserError) as caught:
+        load_golden(write(tmp_path, [{"id": "q", "query": "x", "split": "test", **row}]))
+    assert "line 1" in str(caught.value) and needle in str(caught.value)
+
+
+def test_golden_sets_may_be_named_by_a_pattern_and_a_set_about_other_documents_is_not_about_this_corpus(tmp_path,
+                                                                                                        monkeypatch):
+    from stages.lib.retrieval.golden import golden_files, is_about
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/golden").mkdir(parents=True)
+    for name in ("b.jsonl", "a.jsonl", "notes.txt"):
+        (tmp_path / "data/golden" / name).write_text("", encoding="utf-8")
+    assert golden_files(["data/golden/*.jsonl", "data/golden/a.jsonl"]) == [Path("data/golden/a.jsonl"),
+                                                                           Path("data/golden/b.jsonl")]
+    assert golden_files(["data/nothing/*.jsonl"]) == []
+    assert golden_files(["data/golden/missing.jsonl"]) == [Path("data/golden/missing.jsonl")]  # loading it says so
+    labelled = load_golden(write(tmp_path, [{"id": "q", "query": "x", "split": "test", "passages": [passage(CHUNKS[3])]}]))
+    assert is_about(labelled, {"rules.md"}) and not is_about(labelled, {"law.pdf"})
+    articles = load_golden(write(tmp_path, [{"id": "q", "query": "x", "split": "test", "articles": ["第一条"]}]))
+    assert is_about(articles, {"anything.pdf"})  # no document named: about any corpus
 
 
 @pytest.mark.parametrize(("law", "golden_file", "articles"), [

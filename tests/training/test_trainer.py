@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,40 @@ def test_the_pairs_file_keeps_every_column_in_order_and_names_the_stage_when_mis
     assert read_training_pairs(path) == (["问一", "q2"], ["段落一", "p2"])
     with pytest.raises(UserError, match="dvc repro train"):
         read_training_pairs(tmp_path / "absent.jsonl")
+
+
+def test_a_keeper_that_does_not_choose_records_the_curve_and_keeps_the_final_step(tmp_path):
+    from types import SimpleNamespace
+
+    from stages.lib.training.checkpoints import BEST_DIR, BestModelKeeper
+
+    saved = []
+    model = SimpleNamespace(save=lambda folder: saved.append(folder))
+    keeper = BestModelKeeper(tmp_path, "ndcg", model, is_writer=True, choose=False)
+    for step, score in ((0, 0.8), (6, 0.7), (12, 0.75)):  # synthetic val says the base model is best: not a judge
+        keeper.on_evaluate(None, SimpleNamespace(global_step=step), None, metrics={"ndcg": score})
+    assert saved == [] and not (tmp_path / BEST_DIR).exists() and keeper.best_step is None
+    keeper.keep_final(12)
+    assert (keeper.best_step, keeper.best_score) == (12, 0.75)
+    # A resumed run gets the curve's scores back (the base model's among them), with no best step to restore.
+    resumed = BestModelKeeper(tmp_path, "ndcg", model, is_writer=True, choose=False)
+    assert resumed.scores == {0: 0.8, 6: 0.7, 12: 0.75} and resumed.best_step is None
+
+
+def test_a_choosing_keeper_keeps_the_best_step_and_ties_go_to_the_earlier(tmp_path):
+    from types import SimpleNamespace
+
+    from stages.lib.training.checkpoints import BestModelKeeper
+
+    saved = []
+
+    def save(folder: str) -> None:
+        saved.append(folder)
+        Path(folder).mkdir()
+
+    model = SimpleNamespace(save=save)
+    keeper = BestModelKeeper(tmp_path, "ndcg", model, is_writer=True)
+    for step, score in ((0, 0.6), (6, 0.7), (12, 0.7)):
+        keeper.on_evaluate(None, SimpleNamespace(global_step=step), None, metrics={"ndcg": score})
+    assert (keeper.best_step, keeper.best_score, len(saved)) == (6, 0.7, 2)
+    assert BestModelKeeper(tmp_path, "ndcg", model, is_writer=True).best_step == 6  # survives a restart

@@ -336,6 +336,17 @@ class ExportParams(_Section):
     throughput_texts: int = Field(ge=1)
 
 
+class LabellingParams(_Section):
+    # The labelling view of `python -m stages.ui` (/label): what it pools for a question, and how it splits the
+    # questions it labels. Read by the UI only; no stage depends on them.
+    # Each retriever's top k pooled for judging (TREC pooling: the union, shuffled, retriever hidden).
+    pool_depth: int = Field(ge=1, le=50)
+    # The share of labelled questions in split val (they may choose knobs); the rest are test (only reported).
+    val_fraction: float = Field(gt=0, lt=1)
+    # The split is a seeded hash of the question's text: the same question lands in the same split every time.
+    split_seed: int
+
+
 class Params(_Section):
     sample: SampleParams
     compute: ComputeParams
@@ -346,6 +357,7 @@ class Params(_Section):
     seed_recipe: SeedRecipeParams
     evaluate: EvaluateParams
     export: ExportParams
+    labelling: LabellingParams
 
 
 # Longer than this, a missing section's committed value is not spelled out in the message: copy it from the file.

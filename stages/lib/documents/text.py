@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import cache
+from itertools import islice
 
 CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{CJK}]")
@@ -36,6 +38,11 @@ def cjk_ratio(text: str) -> float:
 def detect_language(text: str) -> str:
     """'zh' when most letters are CJK ideographs, else 'en'."""
     return "zh" if cjk_ratio(text) >= 0.3 else "en"
+
+
+def corpus_language(texts: Iterable[str]) -> str:
+    """The language a corpus's words are cut in (by BM25 and the word-overlap measure): that of its first 50 texts."""
+    return detect_language("".join(islice(texts, 50)))
 
 
 def approx_token_count(text: str) -> int:

@@ -11,7 +11,7 @@ from stages.lib.common.errors import UserError
 from stages.lib.common.params import LLMParams
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.llm_client import RetryPolicy, make_llm, run_requests
-from stages.lib.questions.llm_prompts import PROMPT_VERSION, build_prompt, filter_questions, parse_questions
+from stages.lib.questions.llm_prompts import build_prompt, filter_questions, parse_questions, prompt_version
 from stages.lib.questions.qa_dataset import GeneratedQuery
 from stages.lib.questions.response_store import ResponseStore, request_key
 
@@ -28,7 +28,7 @@ def chunk_requests(chunks: list[Chunk], params: LLMParams, model: str) -> dict[s
     for chunk in chunks:
         n = params.train_questions_per_chunk if chunk.split == "train" else params.eval_questions_per_chunk
         prompt = build_prompt(chunk, n)
-        key = request_key(model=model, prompt_version=PROMPT_VERSION, prompt=prompt,
+        key = request_key(model=model, prompt_version=prompt_version(chunk), prompt=prompt,
                           temperature=params.temperature, max_tokens=params.max_tokens)
         out[chunk.id] = (key, prompt)
     return out

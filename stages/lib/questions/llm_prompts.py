@@ -10,8 +10,10 @@ from difflib import SequenceMatcher
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.qa_dataset import normalize_query
 
-# Bump when a template changes: it is part of every cached response's key.
+# Bump when a template changes: it is part of every cached response's key. The training and the evaluation
+# templates have a version each, so that changing one never makes a user pay again for the other's answers.
 PROMPT_VERSION = "2"
+EVAL_PROMPT_VERSION = "eval-1"
 LLM_STYLES = ("question", "keywords", "scenario")
 
 _ZH_TEMPLATE = """你是一名帮助构建检索系统评测集的专家。下面是一段文档内容。
@@ -38,9 +40,46 @@ Write {n} queries that real users would type into a search box and that this pas
 </passage>"""
 
 
+# For the val and test splits, which judge: questions as people ask them, by someone who has not read the passage
+# and does not know its terms. Questions that reuse the passage's words flatter BM25 (people's questions share
+# 34-50% of their words with their passage, the offline generator's about 80%; metrics/questions.json measures each
+# split's share, so what an LLM does with this prompt is measured on every run).
+_ZH_EVAL_TEMPLATE = """你是一名帮助构建检索系统评测集的专家。下面是一段文档内容。
+请设想 {n} 位没有读过这段内容的真实用户：每人遇到了一个具体的问题，用自己的话在搜索框里提问，而这段内容恰好能回答。要求：
+- 用日常口语描述自己的处境或疑问，就像在咨询网站上提问一样；
+- 不要使用这段内容里的专业术语和原话（普通人也会说的词除外），不要照抄其中任何短语，换成普通人的说法；
+- 每个问题都必须能仅凭这段内容回答，不要提及"这段内容""本条"或条文编号；
+- 只输出 JSON：{{"questions": [{{"style": "scenario", "text": "..."}}]}}
+
+<passage>
+{passage}
+</passage>"""
+
+_EN_EVAL_TEMPLATE = """You help build a retrieval benchmark. Below is a passage from a document.
+Imagine {n} real users who have NOT read this passage: each has a concrete problem and types a question in their own
+words into a search box, and this passage answers it. Rules:
+- Describe the situation or the doubt in everyday language, as people ask on a help forum.
+- Do not use the passage's technical terms or its wording (words anyone would say are fine), and do not copy any
+  phrase from it: say it the way a layperson would.
+- Each question must be answerable from this passage alone; do not mention "the passage", "this section" or clause numbers.
+- Output only JSON: {{"questions": [{{"style": "scenario", "text": "..."}}]}}
+
+<passage>
+{passage}
+</passage>"""
+
+
 def build_prompt(chunk: Chunk, n_questions: int) -> str:
-    template = _ZH_TEMPLATE if chunk.language == "zh" else _EN_TEMPLATE
+    """The prompt for a chunk's questions: a mix of styles for training, users' own words for val and test."""
+    if chunk.split == "train":
+        template = _ZH_TEMPLATE if chunk.language == "zh" else _EN_TEMPLATE
+    else:
+        template = _ZH_EVAL_TEMPLATE if chunk.language == "zh" else _EN_EVAL_TEMPLATE
     return template.format(n=n_questions, passage=chunk.text)
+
+
+def prompt_version(chunk: Chunk) -> str:
+    return PROMPT_VERSION if chunk.split == "train" else EVAL_PROMPT_VERSION
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)

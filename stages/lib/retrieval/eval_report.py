@@ -1,8 +1,9 @@
 """What the ``evaluate`` stage shows of its side-by-side comparison: printed tables and the rows it writes.
 
-It owns the line that says what is being evaluated, the tables per question set (the synthetic test
-split with its metrics, each golden set with its 95% intervals), the plain "fine-tuning helped / did
-not help" lines, the llama-index summary line, and the layout of what is written: the numbers of
+It owns the line that says what is being evaluated, the verdict said first (``verdict.py``), the tables per
+question set (each golden set with its 95% intervals, then the synthetic test split, not a judge, with its
+scores by word-overlap band), the plain "fine-tuning helped / did not help" lines, the llama-index summary
+line, and the layout of what is written: the numbers of
 ``metrics/eval.json``, the long-format hit-rate curve the plot template reads, and one row per query
 for error analysis. The numbers themselves come from ``side_by_side.py``.
 """
@@ -13,12 +14,14 @@ import csv
 from pathlib import Path
 
 from stages.lib.common.files import write_jsonl
+from stages.lib.documents.lexical_overlap import BANDS
 from stages.lib.models.hardware import Hardware
 from stages.lib.retrieval.fusion import Fusion
 from stages.lib.retrieval.intervals import format_gain, format_interval_table
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets
 from stages.lib.retrieval.rankers import Ranking, first_relevant_rank, format_table, retrieval_metrics
 from stages.lib.retrieval.side_by_side import COMPARED_WITH_BASE, Inputs
+from stages.lib.retrieval.verdict import build_verdict, judge_notice, verdict_lines
 
 CURVE_MAX_K = 10
 
@@ -34,15 +37,20 @@ def print_inputs(inputs: Inputs, hardware: Hardware) -> None:
         print(f"[evaluate] golden set {file}: none of its documents is in this corpus, skipped", flush=True)
 
 
-def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion, hardware: Hardware) -> dict:
-    """The numbers of ``metrics/eval.json``: the synthetic test split's rows at the top level, each other set nested."""
+def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion, hardware: Hardware,
+                    overlaps: dict[str, float]) -> dict:
+    """The numbers of ``metrics/eval.json``: the verdict, the synthetic test split's rows at the top level, each other
+    set nested; ``overlaps``: each set's mean word overlap with its passages."""
     test = inputs.test
+    queries = {name: len(dataset.queries) for name, dataset in inputs.sets.reported.items()}
     summary: dict = {
+        "verdict": build_verdict(results, queries, overlaps, SYNTHETIC_TEST),
         **results[SYNTHETIC_TEST], "test_queries": len(test.queries), "test_queries_total": inputs.sets.totals[SYNTHETIC_TEST],
+        "test_word_overlap": overlaps[SYNTHETIC_TEST],
         "corpus_size": len(test.corpus), "hybrid_fusion": fusion.method, "hybrid_dense_weight": fusion.weight,
         # Where the vectors were computed (as in metrics/train.json): bf16 vectors differ slightly from fp32 ones.
         "device": hardware.device, "precision": hardware.precision,
-        **{name: {**scores, "queries": len(inputs.sets.reported[name].queries)}
+        **{name: {**scores, "queries": queries[name], "word_overlap": overlaps[name]}
            for name, scores in results.items() if name != SYNTHETIC_TEST},
     }
     if inputs.sets.tuning is not None:
@@ -51,28 +59,48 @@ def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion, ha
 
 
 def print_tables(summary: dict, results: dict, k_values: list[int], fusion: Fusion, chosen_on: str, top_k: int,
-                 checked: bool) -> None:
-    columns = [f"hit@{k}" for k in k_values] + ["mrr@10", "ndcg@10"]
-    sampled = (f" (a seeded sample of {summary['test_queries_total']})"
-               if summary["test_queries"] < summary["test_queries_total"] else "")
-    print(f"\nSynthetic test split: {summary['test_queries']} held-out questions{sampled} over "
-          f"{summary['corpus_size']} chunks:\n")
-    print(format_table(results[SYNTHETIC_TEST], columns))
-    print(f"(hybrid = {fusion.describe()}, {chosen_on})")
-    _print_gains(results[SYNTHETIC_TEST])
+                 checked: bool, bands: dict) -> None:
+    print("\nVerdict:")
+    for line in verdict_lines(summary["verdict"], fusion=f"{fusion.describe()}, {chosen_on}"):
+        print(f"  {line}")
+    notice = judge_notice(summary["verdict"])
+    if notice:
+        print(f"\n{notice}")
     for set_name, scores in results.items():
         if set_name == SYNTHETIC_TEST:
             continue
-        print(f"\n{set_name}: {summary[set_name]['queries']} questions written by people "
-              "(95% paired-bootstrap intervals):\n")
+        print(f"\n{set_name}: {summary[set_name]['queries']} questions written by people, word overlap "
+              f"{summary[set_name]['word_overlap']:.2f} (95% paired-bootstrap intervals):\n")
         print(format_interval_table(scores, baseline="bm25"))
         _print_gains(scores)
+    columns = [f"hit@{k}" for k in k_values] + ["mrr@10", "ndcg@10"]
+    sampled = (f" (a seeded sample of {summary['test_queries_total']})"
+               if summary["test_queries"] < summary["test_queries_total"] else "")
+    print(f"\nSynthetic test split, not a judge: {summary['test_queries']} generated questions{sampled} over "
+          f"{summary['corpus_size']} chunks, word overlap {summary['test_word_overlap']:.2f}:\n")
+    print(format_table(results[SYNTHETIC_TEST], columns))
+    print(f"(hybrid = {fusion.describe()}, {chosen_on})")
+    print(format_band_table(bands[SYNTHETIC_TEST]))
     if checked:
         print(f"\nllama-index VectorStoreIndex retriever, fine-tuned hit@{top_k}: "
               f"{summary[f'llamaindex_finetuned_hit@{top_k}']:.3f} (ours on the same "
               f"{summary['llamaindex_sample_queries']} queries and {summary['llamaindex_sample_corpus']} chunks: "
               f"{summary[f'ours_on_llamaindex_sample_hit@{top_k}']:.3f})")
     print()
+
+
+def format_band_table(by_band: dict) -> str:
+    """hit@5 per retriever and word-overlap band of one set (``side_by_side.by_overlap``)."""
+    bands = [band for band, _, _ in BANDS]
+    retrievers = [name for name in by_band[bands[0]] if name != "queries"]
+    header = "by word overlap".ljust(18) + "".join(
+        f"{band} <{high:g} ({by_band[band]['queries']})".rjust(22) if high != float("inf") else
+        f"{band} ({by_band[band]['queries']})".rjust(22) for band, _, high in BANDS)
+    lines = [header + "   (hit@5; questions per band)"]
+    for name in retrievers:
+        cells = [by_band[band][name].get("hit@5") for band in bands]
+        lines.append(name.ljust(18) + "".join((f"{cell:.3f}" if cell is not None else "-").rjust(22) for cell in cells))
+    return "\n".join(lines)
 
 
 def _print_gains(scores: dict[str, dict]) -> None:

@@ -14,6 +14,13 @@ chunking setting):
   the next article starts.
 * ``evidence``: short verbatim snippets of the answer (whitespace is ignored);
   every chunk that contains one is relevant.
+* ``passages``: chunks a person marked relevant in the labelling view, each as
+  ``{"chunk": <id>, "source": <document>, "text": <its text>}``; found again by
+  their text when re-chunking changed the ids (``passage_labels.py``).
+
+A question whose labeller found no relevant chunk among those shown is kept
+with ``"no_relevant_chunk": true`` and no labels: it is not scored (no retriever
+can find what is not there), and the stage says how many there are.
 
 ``source`` (optional) restricts the labels to one document of the corpus (its
 path relative to the documents folder). ``split`` is ``val`` (may choose knobs)
@@ -33,6 +40,7 @@ from pathlib import Path
 from stages.lib.common.errors import UserError
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.qa_dataset import QADataset
+from stages.lib.retrieval.passage_labels import PassageLabel, PassageLocator, squash
 
 SPLITS = ("val", "test")
 REQUIRED = ("id", "query", "split")
@@ -54,6 +62,14 @@ class GoldenQuestion:
     evidence: tuple[str, ...]
     source: str | None
     line: int  # in its file, for error messages
+    passages: tuple[PassageLabel, ...] = ()
+    no_relevant_chunk: bool = False  # labelled, but nothing shown to the labeller answered it: not scored
+
+    @property
+    def sources(self) -> set[str | None]:
+        """The documents its labels are about (None: any document of the corpus)."""
+        named = {p.source for p in self.passages if p.source}
+        return named or {self.source}
 
 
 @dataclass
@@ -63,6 +79,28 @@ class GoldenSet:
 
     def languages(self) -> list[str]:
         return sorted({q.language for q in self.questions})
+
+    def scored(self) -> list[GoldenQuestion]:
+        return [q for q in self.questions if not q.no_relevant_chunk]
+
+
+def golden_files(listed: list[str]) -> list[Path]:
+    """The files ``evaluate.golden_sets`` names, in its order: each entry a file, or a pattern such as
+    ``data/golden/*.jsonl`` (the default: every golden set in that folder, the labelling view's among them) whose
+    matches are taken in name order. A pattern that matches nothing is no error (no set labelled yet); a file
+    that is not there is, when it is read."""
+    files: list[Path] = []
+    for entry in listed:
+        matches = sorted(Path().glob(entry)) if any(ch in entry for ch in "*?[") else [Path(entry)]
+        files.extend(path for path in matches if path not in files)
+    return files
+
+
+def is_about(golden: GoldenSet, sources: set[str]) -> bool:
+    """Whether the set's labels can be about this corpus: a set naming only documents that are not here is about
+    other documents (the bundled law's set on a user's own corpus) and is skipped, not failed."""
+    named = set().union(*(q.sources for q in golden.questions))
+    return None in named or bool(named & sources)
 
 
 def _fail(path: Path, line: int, message: str) -> UserError:
@@ -96,16 +134,41 @@ def load_golden(path: Path) -> GoldenSet:
             raise _fail(path, number, f"id {row['id']!r} is used twice")
         seen.add(row["id"])
         articles, evidence = _string_list(row, "articles", path, number), _string_list(row, "evidence", path, number)
-        if not articles and not evidence:
-            raise _fail(path, number, "give the answer's 'articles' (e.g. [\"第四十四条\"]) or 'evidence' (verbatim snippets)")
+        passages = _passages(row, path, number)
+        no_relevant = row.get("no_relevant_chunk", False)
+        if not isinstance(no_relevant, bool):
+            raise _fail(path, number, f"key 'no_relevant_chunk' is {no_relevant!r}; use true or false")
+        if not articles and not evidence and not passages and not no_relevant:
+            raise _fail(path, number, "give the answer's 'articles' (e.g. [\"第四十四条\"]), 'evidence' (verbatim snippets) "
+                                      "or 'passages' (labelled chunks), or set \"no_relevant_chunk\": true")
+        if no_relevant and (articles or evidence or passages):
+            raise _fail(path, number, "\"no_relevant_chunk\": true and labels at once; keep one of them")
         golden.questions.append(GoldenQuestion(
             id=row["id"], query=row["query"].strip(), split=row["split"],
             language=row.get("language") or _guess_language(row["query"]), style=row.get("style") or "golden",
-            articles=articles, evidence=evidence, source=row.get("source"), line=number,
+            articles=articles, evidence=evidence, source=row.get("source"), line=number, passages=passages,
+            no_relevant_chunk=no_relevant,
         ))
     if not golden.questions:
         raise UserError(f"{path} holds no questions. Add some, or remove it from 'evaluate.golden_sets'.")
     return golden
+
+
+def _passages(row: dict, path: Path, line: int) -> tuple[PassageLabel, ...]:
+    value = row.get("passages", [])
+    wrong = _fail(path, line, "key 'passages' must be a list of objects {\"chunk\": ..., \"source\": ..., \"text\": ...} "
+                              "with a non-empty text")
+    if not isinstance(value, list):
+        raise wrong
+    labels = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise wrong
+        source, chunk = item.get("source"), item.get("chunk")
+        if not isinstance(source, str | None) or not isinstance(chunk, str | None):
+            raise wrong
+        labels.append(PassageLabel(item["text"], source or None, chunk or None))
+    return tuple(labels)
 
 
 def _string_list(row: dict, key: str, path: Path, line: int) -> tuple[str, ...]:
@@ -143,18 +206,16 @@ def _normalise_article(label: str) -> str:
     return re.sub(r"\s+", " ", label.strip()).replace("Art. ", "Article ").replace("§ ", "Section ").replace("§", "Section ")
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text)
-
-
 def resolve(golden: GoldenSet, chunks: list[Chunk]) -> dict[str, list[str]]:
-    """Question id -> relevant chunk ids (in corpus order). Fails on a label that matches nothing."""
+    """Question id -> relevant chunk ids (in corpus order), for the questions that are scored. Fails on a label that
+    matches nothing."""
     articles = article_chunks(chunks)
     sources = sorted({c.source for c in chunks})
-    squashed = [(c, _squash(c.text)) for c in chunks]
+    squashed = [(c, squash(c.text)) for c in chunks]
     order = {c.id: i for i, c in enumerate(chunks)}
+    locator = PassageLocator(chunks)
     relevant: dict[str, list[str]] = {}
-    for question in golden.questions:
+    for question in golden.scored():
         if question.source is not None and question.source not in sources:
             raise _fail(golden.path, question.line,
                         f"question {question.id!r} names source {question.source!r}, which is not in the corpus "
@@ -169,13 +230,21 @@ def resolve(golden: GoldenSet, chunks: list[Chunk]) -> dict[str, list[str]]:
                             f"{question.source or 'any document'}; write it as the document does (e.g. 第四十四条)")
             found |= hits
         for snippet in question.evidence:
-            needle = _squash(snippet)
+            needle = squash(snippet)
             hits = {c.id for c, text in squashed if needle in text and (question.source is None or c.source == question.source)}
             if not hits:
                 raise _fail(golden.path, question.line,
                             f"question {question.id!r}: evidence {snippet!r} is in no chunk; copy a shorter verbatim "
                             "snippet (it must not cross a chunk boundary)")
             found |= hits
+        for number, passage in enumerate(question.passages, start=1):
+            hits = locator.locate(passage)
+            if hits is None:
+                raise _fail(golden.path, question.line,
+                            f"question {question.id!r}: labelled passage {number} ({passage.source or 'no document named'}: "
+                            f"\"{passage.preview()}\") is no longer in the corpus: its document changed there. Label the "
+                            "question again in the labelling view (python -m stages.ui, /label), or delete the line")
+            found.update(hits)
         relevant[question.id] = sorted(found, key=order.__getitem__)
     return relevant
 
@@ -185,7 +254,7 @@ def golden_datasets(golden: GoldenSet, chunks: list[Chunk]) -> dict[tuple[str, s
     relevant = resolve(golden, chunks)
     corpus = {c.id: c.text for c in chunks}
     datasets: dict[tuple[str, str], QADataset] = {}
-    for question in golden.questions:
+    for question in golden.scored():
         dataset = datasets.setdefault((question.split, question.language), QADataset(corpus=corpus))
         dataset.queries[question.id] = question.query
         dataset.relevant_docs[question.id] = relevant[question.id]

@@ -26,7 +26,7 @@ from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset, normalize_query
 from stages.lib.retrieval.dense_encoding import LazySentenceEncoder, encode_texts
 from stages.lib.retrieval.fusion import RRF, Fusion, candidates, fuse
-from stages.lib.retrieval.golden import golden_datasets, load_golden
+from stages.lib.retrieval.golden import golden_datasets, golden_files, is_about, load_golden
 from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank
 from stages.lib.retrieval.vector_cache import open_model_cache_read_only
 
@@ -52,10 +52,11 @@ def find_label(query: str, chunks: list[Chunk], params: Params) -> Label | None:
             found = _find(QADataset.load(path), wanted)
             if found:
                 return Label(f"the synthetic {split} split", found)
-    for file in params.evaluate.golden_sets:
-        golden = load_golden(Path(file))
+    sources = {c.source for c in chunks}
+    for file in golden_files(params.evaluate.golden_sets):
+        golden = load_golden(file)
         matches = [q for q in golden.questions if normalize_query(q.query) == wanted]
-        if not matches:
+        if not matches or not is_about(golden, sources):
             continue
         for (split, _), dataset in golden_datasets(golden, chunks).items():
             found = _find(dataset, wanted)

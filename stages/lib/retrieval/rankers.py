@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from stages.lib.common.progress import progress
-from stages.lib.documents.text import bm25_tokens, detect_language
+from stages.lib.documents.text import bm25_tokens, corpus_language
 
 
 class Ranking(dict[str, list[str]]):
@@ -77,7 +77,7 @@ class BM25Index:
         import bm25s
 
         self.corpus_ids = list(corpus)
-        self.language = detect_language("".join(list(corpus.values())[:50]))
+        self.language = corpus_language(corpus.values())
         # jieba is the slow part (about 10 s for 20,000 chunks on 2 cores): show it.
         bar = progress(len(self.corpus_ids), desc, unit="chunk") if desc else None
         tokens = []

@@ -16,12 +16,14 @@ from pathlib import Path
 from stages.lib.common.endpoint import Endpoint
 from stages.lib.common.params import EvaluateParams
 from stages.lib.common.timers import PhaseTimer
+from stages.lib.documents.lexical_overlap import BANDS, band_of, word_overlap
+from stages.lib.documents.text import corpus_language
 from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.api_embeddings import CachedAPIEmbedder
 from stages.lib.retrieval.dense_encoding import EvalVectors, LazySentenceEncoder, encode_eval_texts
-from stages.lib.retrieval.fusion import RRF, Fusion, FusionChoice, candidates, choose_fusion, fuse
+from stages.lib.retrieval.fusion import UNTUNED, Fusion, FusionChoice, candidates, choose_fusion, fuse
 from stages.lib.retrieval.intervals import intervals, per_query
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets
 from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank, retrieval_metrics
@@ -106,8 +108,8 @@ def _choose_fusion(inputs: Inputs, vectors: dict[str, EvalVectors], lexical: BM2
     if len(tried) == 1:
         return tried[0], "fixed in params.yaml"
     if tuning is None:
-        # Nothing labelled to choose on: plain RRF, the fusion that needs no tuning.
-        return Fusion(RRF, 1.0), "the default: no val questions to choose on"
+        # No questions written by people to choose on: the fusion that needs no tuning.
+        return UNTUNED, "untuned: no golden val to choose on (synthetic questions flatter BM25)"
     dense = dense_rank(list(tuning.queries), vectors["finetuned"].queries[TUNING], list(inputs.test.corpus),
                        vectors["finetuned"].corpus, depth)
     choice = choose_fusion(dense, lexical.rank(tuning.queries, depth), tuning.relevant_docs, tried, params.rrf_k, depth)
@@ -131,6 +133,36 @@ def scored(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], k_values
         results[set_name] = {name: {**retrieval_metrics(r, dataset.relevant_docs, k_values), **bands.get(name, {})}
                              for name, r in rankings[set_name].items()}
     return results
+
+
+def word_overlaps(sets: QuestionSets) -> dict[str, dict[str, float]]:
+    """Set -> question id -> the share of its words found in its labelled passages (``lexical_overlap.py``)."""
+    corpus = next(iter(sets.reported.values())).corpus
+    language = corpus_language(corpus.values())
+    return {name: {qid: word_overlap(text, [corpus[cid] for cid in dataset.relevant_docs[qid]], language)
+                   for qid, text in dataset.queries.items()}
+            for name, dataset in sets.reported.items()}
+
+
+def mean_overlaps(overlaps: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {name: round(sum(values.values()) / len(values), 4) if values else 0.0 for name, values in overlaps.items()}
+
+
+def by_overlap(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], overlaps: dict[str, dict[str, float]]) -> dict:
+    """Every set's scores by word-overlap band (``metrics/eval_by_overlap.json``): how each retriever does on the
+    questions that reuse their passage's words, and on those that do not."""
+    out = {}
+    for set_name, dataset in sets.reported.items():
+        per_set: dict = {"word_overlap": mean_overlaps({set_name: overlaps[set_name]})[set_name]}
+        for band, _, _ in BANDS:
+            ids = [qid for qid, value in overlaps[set_name].items() if band_of(value) == band]
+            relevant = {qid: dataset.relevant_docs[qid] for qid in ids}
+            per_set[band] = {"queries": len(ids), **{name: {metric: value for metric, value in
+                                                              retrieval_metrics(ranking, relevant, [5]).items()
+                                                              if metric in ("hit@5", "mrr@10")}
+                                                       for name, ranking in rankings[set_name].items()}}
+        out[set_name] = per_set
+    return out
 
 
 def by_style(test: QADataset, rankings: dict, k_values: list[int]) -> dict:

@@ -14,6 +14,7 @@ from typing import Any
 
 from stages.lib.common.params import Params
 from stages.lib.models.prompts import Prompts
+from stages.lib.retrieval.verdict import PEOPLES_WORD_OVERLAP, judge_notice, verdict_lines
 
 GOLDEN_PREFIX = "golden_test_"
 RETRIEVERS = ("base", "seed_recipe", "finetuned", "bm25", "hybrid")
@@ -38,6 +39,7 @@ def build_card(inputs: CardInputs) -> str:
     front_matter, body = split_front_matter(inputs.sentence_transformers_card)
     sections = [
         _title(inputs),
+        _verdict_section(inputs.evaluation),
         _golden_section(inputs.evaluation),
         _synthetic_section(inputs.evaluation),
         _export_section(inputs.export),
@@ -126,12 +128,23 @@ def _verdict(finetuned: dict[str, Any]) -> str:
     return f"Fine-tuning is not shown to help here ({gains}; an interval reaches 0)."
 
 
+def _verdict_section(evaluation: dict[str, Any]) -> str:
+    """The evaluation's verdict, in the words ``evaluate`` printed (absent from metrics written before it existed)."""
+    verdict = evaluation.get("verdict")
+    if not isinstance(verdict, dict):
+        return ""
+    lines = "\n".join(f"- {line}" for line in verdict_lines(verdict))
+    notice = judge_notice(verdict)
+    return "## Verdict\n\n" + lines + (f"\n\n{notice}" if notice else "")
+
+
 def _golden_section(evaluation: dict[str, Any]) -> str:
     names = _golden_sets(evaluation)
     if not names:
         return ("## Results on questions written by people\n\nNo golden question set matched these documents, so "
-                "this run has no judge but its own synthetic questions (below). Write a few hundred real questions "
-                "and list them in `evaluate.golden_sets`: see the project README.")
+                "this run has no judge: its synthetic questions (below) are not one. Label about 50 questions your "
+                "users ask in the project's labelling view (`python -m stages.ui`, then `/label`): they are written to "
+                "`data/golden/`, which `evaluate.golden_sets` reads, and the next `dvc repro` is judged on them.")
     parts = ["## Results on questions written by people (golden test)",
              "hit@5: the passage is in the top 5; MRR@10: mean reciprocal rank; 95% paired-bootstrap intervals in "
              "brackets. `hybrid` fuses this model with BM25 (the fusion chosen on validation questions, "
@@ -162,9 +175,13 @@ def _synthetic_section(evaluation: dict[str, Any]) -> str:
                                                           ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10")) + " |")
     if len(rows) == 2:
         return ""
-    return (f"## Synthetic test split\n\n{evaluation.get('test_queries', '?')} generated questions about held-out "
-            f"chunks, searched over all {evaluation.get('corpus_size', '?')} chunks. They measure the training signal, "
-            "not users' questions.\n\n" + "\n".join(rows))
+    overlap = evaluation.get("test_word_overlap")
+    shared = (f" They share {overlap:.0%} of their words with their passages (questions people wrote about the bundled "
+              f"laws: {PEOPLES_WORD_OVERLAP[0]:.0%}-{PEOPLES_WORD_OVERLAP[1]:.0%}), which flatters BM25."
+              if isinstance(overlap, int | float) else "")
+    return (f"## Synthetic test split (not a judge)\n\n{evaluation.get('test_queries', '?')} generated questions about "
+            f"held-out chunks, searched over all {evaluation.get('corpus_size', '?')} chunks. They measure the training "
+            f"signal, not users' questions.{shared}\n\n" + "\n".join(rows))
 
 
 def _export_section(export: dict[str, Any]) -> str:

@@ -153,12 +153,14 @@ def load_trained_weights(model, folder: Path) -> bool:
 
 def read_best(work: Path) -> dict[str, Any] | None:
     record = work / BEST_RECORD
-    if not record.is_file() or not (work / BEST_DIR).is_dir():
+    if not record.is_file():
         return None
     try:
-        return json.loads(record.read_text(encoding="utf-8"))
+        best = json.loads(record.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None
+    # A best step without its saved model (cut short between the two writes) is no best step.
+    return best if best.get("step") is None or (work / BEST_DIR).is_dir() else None
 
 
 class CheckpointSchedule(TrainerCallback):
@@ -200,21 +202,32 @@ class BestModelKeeper(TrainerCallback):
 
     Independent of checkpointing: the Trainer's own ``load_best_model_at_end``
     would tie every resume checkpoint to a validation pass.
+
+    ``choose=False``: the validation questions are not fit to choose on (synthetic ones, when no golden set is
+    about the corpus): their scores are only recorded, and the run keeps its final step (``keep_final``), the
+    end of the learning-rate schedule, as it would with no validation at all.
     """
 
-    def __init__(self, work: Path, metric: str, model, is_writer: bool) -> None:
-        self.work, self.metric, self.model, self.is_writer = work, metric, model, is_writer
+    def __init__(self, work: Path, metric: str, model, is_writer: bool, choose: bool = True) -> None:
+        self.work, self.metric, self.model, self.is_writer, self.choose = work, metric, model, is_writer, choose
         best = read_best(work)
         self.best_score = best["score"] if best else None
         self.best_step = best["step"] if best else None
         # Step -> score of every validation pass (step 0: the base model); kept across a resume.
         self.scores: dict[int, float] = {int(k): v for k, v in (best or {}).get("scores", {}).items()}
 
+    def keep_final(self, step: int) -> None:
+        """After a run that does not choose: the final step is the kept one (the stage saves the model in memory)."""
+        self.best_step, self.best_score = step, self.scores.get(step)
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         score = (metrics or {}).get(self.metric)
         if score is None:
             return
         self.scores.setdefault(state.global_step, score)
+        if not self.choose:
+            self._record()
+            return
         if self.best_score is not None and score <= self.best_score:
             # Ties keep the earlier step: a later one must be better, not as good (step 0 wins ties).
             self._record()
@@ -229,6 +242,6 @@ class BestModelKeeper(TrainerCallback):
             self._record()
 
     def _record(self) -> None:
-        if self.is_writer and self.best_step is not None:
+        if self.is_writer and (self.best_step is not None or not self.choose):
             record = {"step": self.best_step, "score": self.best_score, "scores": self.scores}
             (self.work / BEST_RECORD).write_text(json.dumps(record), encoding="utf-8")

@@ -62,7 +62,8 @@ class Built:
     tokens_added: int
     embeddings_frozen: bool
     prompts: Prompts
-    val_source: str  # "golden val" or "synthetic val"
+    val_source: str  # "golden val" or "synthetic val" (or "none")
+    chooses: bool  # the val questions choose the kept step (golden val), or only draw the curve (synthetic val)
     round_trip: RoundTrip  # which training questions the round-trip filter kept
 
 
@@ -128,7 +129,9 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
             + (", or set 'train.hard_negatives' to false" if p.hard_negatives else "")
             + ", or add documents."
         )
-    # The best labelled val there is: questions people wrote, else the generator's val split.
+    # Model selection on questions people wrote. Without them the generator's val split is scored for the curves
+    # only, and the run keeps its final step: synthetic questions reuse their passages' words, and on the Labor
+    # Contract Law choosing on them would have kept the base model (retrieval/question_sets.py).
     golden = golden_val(chunks, params.evaluate.golden_sets)
     val_source, selection_set = ("golden val", golden) if golden is not None else ("synthetic val", val_set)
     val = (bounded_dataset(selection_set, p.max_val_queries, p.max_val_corpus, f"train.val:{p.seed}")
@@ -149,6 +152,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
         embeddings_frozen=frozen,
         prompts=prompts,
         val_source=val_source if val else "none",
+        chooses=golden is not None,
         round_trip=round_trip,
     )
 

@@ -71,7 +71,7 @@ def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, 
         "resumed_from_step": resumed_from,
         "best_step": keeper.best_step or 0,
         # Model selection: where, the base model's own score there (step 0), and whether it won.
-        "selected_on": built.val_source,
+        "selected_on": built.val_source if built.chooses else "final step",
         "val_ndcg@10_base": round(keeper.scores.get(0, 0.0), 4),
         "base_model_selected": int(keeper.best_step == 0),
         # Weight ensembling with the base (train.wise_ft_alphas): the alpha saved (0: the base model was selected;
@@ -82,9 +82,15 @@ def training_metrics(params: Params, hardware: Hardware, built: Built, trainer, 
         # Over the whole run, resumed or not (the Trainer's own figure covers only this process's steps).
         "train_loss": round(sum(r["loss"] for r in loss_rows) / len(loss_rows), 4) if loss_rows else 0.0,
         # Of what was saved: the selected checkpoint, or its ensemble with the base.
-        "best_val_ndcg@10": round(ensemble.score, 4) if ensemble.score is not None else 0.0,
+        # Of what was saved, on the val questions (synthetic ones when they only drew the curve).
+        "best_val_ndcg@10": round(_kept_score(ensemble, keeper), 4),
         "train_seconds": round(train_seconds, 1),
         "checkpoints_saved": trainer.checkpoints_saved,
         "checkpoint_seconds": round(trainer.checkpoint_seconds, 1),
         "pairs_per_second": round(steps_this_run * params.train.batch_size / train_seconds, 2) if train_seconds else 0.0,
     }
+
+
+def _kept_score(ensemble: EnsembleChoice, keeper) -> float:
+    score = ensemble.score if ensemble.score is not None else keeper.best_score
+    return score if score is not None else 0.0

@@ -137,12 +137,13 @@ class TrainProgress(TrainerCallback):
 
 def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
                   vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS,
-                  resuming: bool = False, guide_dir: Path = BASE_DIR):
+                  resuming: bool = False, guide_dir: Path = BASE_DIR, choose_best: bool = True):
     """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
 
     ``resuming``: the run continues from a checkpoint, whose validation scores (the base model's, step 0, among
     them) the best-model keeper already read from disk; none is computed again. ``guide_dir``: the guide model of
-    the gist losses.
+    the gist losses. ``choose_best``: False when the evaluator's questions only draw the curve (the final step is
+    kept; see ``BestModelKeeper``).
 
     Returns (trainer, best-model keeper).
     """
@@ -217,7 +218,7 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         disable_tqdm=True,
         **_activation_checkpointing(SentenceTransformerTrainingArguments, params.gradient_checkpointing),
     )
-    keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer)
+    keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer, choose=choose_best)
     trainer = CheckpointTimingTrainer(
         model=model,
         args=args,

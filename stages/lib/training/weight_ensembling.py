@@ -141,7 +141,7 @@ def ensemble_with_base(model, keeper, evaluator, alphas: list[float], val_metric
     """
     if keeper.best_step is None or evaluator is None:
         if alphas != [1.0]:
-            say("[train] weight ensembling with the base model skipped: no validation set to choose alpha on")
+            say("[train] weight ensembling with the base model skipped: no golden val to choose alpha on (alpha 1: the trained model)")
         return EnsembleChoice(alpha=1.0)
     if keeper.best_step == 0:
         if alphas != [1.0]:

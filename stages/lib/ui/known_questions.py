@@ -15,7 +15,7 @@ from pathlib import Path
 from stages.lib.common.errors import UserError
 from stages.lib.documents.chunking import Chunk
 from stages.lib.questions.qa_dataset import QADataset, normalize_query
-from stages.lib.retrieval.golden import load_golden, resolve
+from stages.lib.retrieval.golden import golden_files, is_about, load_golden, resolve
 from stages.lib.retrieval.one_query import QUESTION_FILES
 from stages.lib.ui.run_files import QUESTIONS, REPORT, Problem
 
@@ -91,7 +91,7 @@ class KnownQuestions:
             self._by_text.setdefault(normalize_query(question.text), (chosen.id, question.id))
 
 
-def load_known_questions(chunks: list[Chunk], golden_files: list[str]) -> KnownQuestions:
+def load_known_questions(chunks: list[Chunk], listed: list[str]) -> KnownQuestions:
     """Every set that can be read; one that cannot is a problem on the page, not a stop."""
     known = KnownQuestions()
     for split, path in QUESTION_FILES.items():
@@ -107,10 +107,11 @@ def load_known_questions(chunks: list[Chunk], golden_files: list[str]) -> KnownQ
             qid: KnownQuestion(qid, text, tuple(dataset.relevant_docs.get(qid, [])), split,
                                dataset.query_styles.get(qid, "")) for qid, text in dataset.queries.items()}))
     sources = {c.source for c in chunks}
-    for file in golden_files:
+    for path in golden_files(listed):
+        file = str(path)
         try:
-            golden = load_golden(Path(file))
-            if chunks and None not in {q.source for q in golden.questions} and not {q.source for q in golden.questions} & sources:
+            golden = load_golden(path)
+            if chunks and not is_about(golden, sources):
                 continue  # a set about other documents: evaluate skips it too
             relevant = resolve(golden, chunks) if chunks else {}
         except UserError as error:

@@ -1,8 +1,10 @@
 """The run's evaluation as the report page shows it, read from the files the pipeline wrote.
 
-* ``metrics/eval.json``: per question set, every retriever's metrics, 95% intervals and differences to BM25
+* ``metrics/eval.json``: the verdict (``retrieval/verdict.py``'s sentences, with the notice when no golden set
+  judges); per question set, every retriever's metrics, 95% intervals and differences to BM25
   and to the base model (the synthetic test split's rows sit at the top level, each other set nested), the
   fusion the hybrid used; the verdict per set is ``intervals.verdict``'s, as ``evaluate`` prints it.
+* ``metrics/eval_by_overlap.json``: every set by word-overlap band.
 * ``metrics/hit_rate.csv``: the hit@k curves, per set and retriever.
 * ``metrics/eval_by_style.json``: the synthetic test split by query style.
 * ``metrics/train.json``: what training selected (the step, the base model itself, the WiSE-FT α) and why.
@@ -21,13 +23,16 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from stages.lib.common.files import read_json, read_jsonl
+from stages.lib.documents.lexical_overlap import BANDS
 from stages.lib.retrieval.fusion import Fusion
 from stages.lib.retrieval.intervals import verdict
+from stages.lib.retrieval.verdict import LABEL_URL, NO_JUDGE, judge_notice, verdict_lines
 from stages.lib.ui.known_questions import SYNTHETIC_PREFIX, KnownQuestions
 from stages.lib.ui.run_files import REPORT, Problem
 
 EVAL_FILE = Path("metrics/eval.json")
 BY_STYLE_FILE = Path("metrics/eval_by_style.json")
+BY_OVERLAP_FILE = Path("metrics/eval_by_overlap.json")
 CURVE_FILE = Path("metrics/hit_rate.csv")
 TRAIN_FILE = Path("metrics/train.json")
 PER_QUERY_FILE = Path("data/eval/per_query.jsonl")
@@ -39,7 +44,9 @@ LANGUAGES = {"zh": "Chinese", "en": "English"}
 
 def set_title(name: str) -> str:
     if name == SYNTHETIC_TEST:
-        return "Synthetic test split (generated questions about held-out chunks)"
+        return "Synthetic test split (generated questions about held-out chunks; not a judge)"
+    if name == NO_JUDGE:
+        return "no golden set"
     if name.startswith("golden_test_"):
         language, _, rest = name.removeprefix("golden_test_").partition("_")
         which = ("every question" if rest == "incl_trained_passages"
@@ -78,15 +85,45 @@ def build_report(known: KnownQuestions, train_alphas: list[float], language: str
                                 "`dvc repro evaluate`.", "invalid", "evaluate", (REPORT,)))
         metrics = None
     report = {
+        "verdict": _verdict(metrics) if metrics else None,
         "sets": _sets(metrics, language) if metrics else [],
         "run": _run(metrics) if metrics else None,
         "curves": _read(CURVE_FILE, _read_curve, problems, "evaluate") or {},
         "by_style": _by_style(_read(BY_STYLE_FILE, read_json, problems, "evaluate")),
+        "by_overlap": _by_overlap(_read(BY_OVERLAP_FILE, read_json, problems, "evaluate")),
         "training": _training(_read(TRAIN_FILE, read_json, problems, "train"), train_alphas),
         "errors": _errors(_read(PER_QUERY_FILE, read_jsonl, problems, "evaluate"), known),
     }
     report["problems"] = [p.to_json() for p in problems]
     return report
+
+
+def _verdict(metrics: dict) -> dict | None:
+    """The verdict ``evaluate`` printed first, as its sentences, with the notice when the judge is synthetic."""
+    verdict = metrics.get("verdict")
+    if not isinstance(verdict, dict):
+        return None  # metrics from before the verdict existed
+    run = _run(metrics)
+    fusion = f"{run['fusion']}, {run['fusion_chosen_on']}" if run["fusion"] else ""
+    judge = str(verdict.get("judge", NO_JUDGE))
+    return {**verdict, "lines": verdict_lines(verdict, set_title(judge), fusion), "notice": judge_notice(verdict),
+            "label_url": LABEL_URL}
+
+
+def _by_overlap(by_overlap) -> list[dict]:
+    """Per set, each retriever's hit@5 and MRR@10 by word-overlap band."""
+    if not isinstance(by_overlap, dict):
+        return []
+    out = []
+    for name, block in by_overlap.items():
+        if not isinstance(block, dict):
+            continue
+        bands = [{"band": band, "from": low, "to": None if high == float("inf") else high,
+                  "queries": block.get(band, {}).get("queries", 0),
+                  "rows": {r: v for r, v in block.get(band, {}).items() if isinstance(v, dict)}}
+                 for band, low, high in BANDS if isinstance(block.get(band), dict)]
+        out.append({"name": name, "title": set_title(name), "word_overlap": block.get("word_overlap"), "bands": bands})
+    return out
 
 
 def _ordered(retrievers: dict) -> list[str]:
@@ -104,8 +141,9 @@ def _sets(metrics: dict, language: str) -> list[dict]:
         rows = {r: v for r, v in block.items() if isinstance(v, dict)}
         if not rows:
             continue
+        overlap = metrics.get("test_word_overlap") if name == SYNTHETIC_TEST else block.get("word_overlap")
         sets.append({"name": name, "title": set_title(name), "queries": queries, "order": _ordered(rows),
-                     "rows": rows, "verdicts": _verdicts(rows)})
+                     "rows": rows, "verdicts": _verdicts(rows), "word_overlap": overlap})
     return sets
 
 
@@ -132,10 +170,9 @@ def _run(metrics: dict) -> dict:
     fusion = None
     if metrics.get("hybrid_fusion") in ("rrf", "convex") and isinstance(metrics.get("hybrid_dense_weight"), int | float):
         fusion = Fusion(metrics["hybrid_fusion"], float(metrics["hybrid_dense_weight"])).describe()
-    golden = any(str(name).startswith("golden_test_") for name in metrics)
     tuned = metrics.get("tuning_queries")
-    chosen_on = (f"chosen on {'golden val' if golden else 'the synthetic val split'} ({tuned} questions)" if tuned
-                 else "fixed in params.yaml, or plain RRF with nothing labelled to choose on")
+    chosen_on = (f"chosen on golden val ({tuned} questions)" if tuned
+                 else "fixed in params.yaml, or untuned with no golden val to choose on")
     keys = ("corpus_size", "test_queries", "device", "precision", "llamaindex_finetuned_hit@5",
             "ours_on_llamaindex_sample_hit@5", "llamaindex_sample_queries", "llamaindex_sample_corpus")
     return {"fusion": fusion, "fusion_chosen_on": chosen_on, **{k: metrics[k] for k in keys if k in metrics}}
@@ -157,7 +194,11 @@ def _training(train, alphas: list[float]) -> dict | None:
         return None
     on = train.get("selected_on", "val")
     base, best = train.get("val_ndcg@10_base"), train.get("best_val_ndcg@10")
-    if train.get("base_model_selected"):
+    if on == "final step":
+        why = (f"No golden val is about this corpus, so the final step ({train['best_step']} of {train.get('steps', '?')}) "
+               f"was kept. The synthetic val split drew the curve only (NDCG@10 {_f(best)} there, the base model's "
+               f"{_f(base)}): its questions reuse their passages' words and are no judge.")
+    elif train.get("base_model_selected"):
         why = (f"No fine-tuned step scored above the base model on {on} (NDCG@10 {_f(base)} at step 0), so the base model "
                "itself was kept: models/trained is the base model with its prompts.")
     else:
