@@ -111,7 +111,7 @@ def synthetic_val_fusion(project: Path) -> tuple[dict, dict[str, float]]:
         from stages.lib.retrieval.question_sets import golden_parts, merge
         from stages.lib.retrieval.rankers import BM25Index, dense_rank, retrieval_metrics
 
-        params = load_params()
+        params = load_params(project / "params.yaml")  # by its own path: load_params caches per path
         hardware = resolve_hardware(params.compute.device, params.compute.precision)
         prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, Path("models/base"))
         chunks = load_chunks()
@@ -262,9 +262,9 @@ def main() -> None:
     root = args.root or Path(tempfile.mkdtemp(prefix="selection-ablation-"))
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"laws": {}}
     for law in args.law or sorted(JUDGES, reverse=True):
-        results["laws"][law] = run_law(law, root)
-        results.update(cpu=cpu_name(), machine=platform.machine(),
-                       command="python -m benchmarks.selection_ablation" + "".join(f" --law {law}" for law in args.law or []))
+        results["laws"][law] = {**run_law(law, root), "command": f"python -m benchmarks.selection_ablation --law {law}",
+                                "cpu": cpu_name()}
+        results.update(cpu=cpu_name(), machine=platform.machine(), command="python -m benchmarks.selection_ablation")
         write_result(args.json, results)
     print(markdown_table(results))
 

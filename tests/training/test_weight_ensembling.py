@@ -229,7 +229,7 @@ def test_nothing_is_scored_when_the_base_won_without_validation_or_when_off(base
     off = ensemble_with_base(base, Keeper(12, 0.8), never, [1.0], METRIC, base_dir, best_dir, said.append)
     assert (off.alpha, off.val_scores, off.score) == (1.0, {}, 0.8) and len(said) == 1  # off says nothing
     unvalidated = ensemble_with_base(base, Keeper(None, None), None, [0.5], METRIC, base_dir, best_dir, said.append)
-    assert (unvalidated.alpha, unvalidated.score) == (1.0, None) and "no validation set" in said[-1]
+    assert (unvalidated.alpha, unvalidated.score) == (1.0, None) and "no golden val to choose alpha on" in said[-1]
 
 
 def params_text(folder: Path, update: dict) -> str:

@@ -25,7 +25,7 @@ from stages.lib.models.hardware import encoding_batch_size, resolve_hardware
 from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset, normalize_query
 from stages.lib.retrieval.dense_encoding import LazySentenceEncoder, encode_texts
-from stages.lib.retrieval.fusion import RRF, Fusion, candidates, fuse
+from stages.lib.retrieval.fusion import RRF, UNTUNED, Fusion, candidates, fuse
 from stages.lib.retrieval.golden import golden_datasets, golden_files, is_about, load_golden
 from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank
 from stages.lib.retrieval.vector_cache import open_model_cache_read_only
@@ -186,13 +186,13 @@ def rank_all(query: str, chunks: list[Chunk], params: Params, depth: int) -> dic
 
 
 def evaluated_fusion(params: Params) -> Fusion:
-    """The fusion `evaluate` chose (from its metrics), else the one params fix, else plain RRF."""
+    """The fusion `evaluate` chose (from its metrics), else the one params fix, else the untuned one."""
     if EVAL_METRICS.is_file():
         metrics = read_json(EVAL_METRICS)
         if metrics.get("hybrid_fusion") in (RRF, "convex") and isinstance(metrics.get("hybrid_dense_weight"), float | int):
             return Fusion(metrics["hybrid_fusion"], float(metrics["hybrid_dense_weight"]))
     fixed = candidates(params.evaluate.fusion, params.evaluate.hybrid_dense_weight)
-    return fixed[0] if len(fixed) == 1 else Fusion(RRF, 1.0)
+    return fixed[0] if len(fixed) == 1 else UNTUNED
 
 
 def _display_width(text: str) -> int:
