@@ -1,16 +1,19 @@
-"""See a run in a browser: compare the retrievers on any question, and read the evaluation as a report.
+"""See a run in a browser: compare the retrievers on any question, read the evaluation as a report, label a golden set.
 
     python -m stages.ui                                     # http://127.0.0.1:8090, this folder's run
     python -m stages.ui --host 127.0.0.1 --port 8090 --project /path/to/a/run
     python -m stages.ui --finetuned-dir models/finetuned    # search with another sentence-transformers folder
 
 Not a DVC stage: it reads what the pipeline wrote (chunks, question sets, both models with the evaluation's
-vector cache, the fusion ``evaluate`` chose, the metrics) and changes nothing. The page has three views, each a
-URL that can be shared: a question's top k of base, fine-tuned, BM25 and hybrid side by side (``/?q=...``), a
-known question with its labelled chunks marked (``/?set=...&qid=...``), and the evaluation report with its
-error analysis (``/report``). A missing or out-of-date output (checked against ``dvc.lock``) is named on the
-page with the ``dvc repro`` stage to run; the rest of the page keeps working. No login: it listens on
-127.0.0.1 unless ``--host`` says otherwise.
+vector cache, the fusion ``evaluate`` chose, the metrics). The page has four views, each a URL that can be
+shared: a question's top k of base, fine-tuned, BM25 and hybrid side by side (``/?q=...``), a known question with
+its labelled chunks marked (``/?set=...&qid=...``), the evaluation report with its error analysis (``/report``),
+and the labelling view (``/label?set=<name>``), where a person imports questions and marks the relevant chunks of
+each question's pool. That view is the only writer: each save upserts one row of ``data/golden/<name>.jsonl``
+(every file there is a golden set to ``evaluate.golden_sets``' default, so the next ``dvc repro`` selects on its
+val split and reports its test split), and the imported questions wait in ``data/labelling/``. A missing or
+out-of-date output (checked against ``dvc.lock``) is named on the page with the ``dvc repro`` stage to run; the
+rest of the page keeps working. No login: it listens on 127.0.0.1 unless ``--host`` says otherwise.
 """
 
 from __future__ import annotations
@@ -87,8 +90,10 @@ def _describe(state, args: argparse.Namespace, loopback: bool) -> str:
         lines.append(f"  {problem.kind.upper()}: {problem.message}")
     if not loopback:
         lines.append(f"  WARNING: listening on {args.host}, with no login: anyone who can reach this address can read the "
-                     "corpus, the questions and the metrics, and make this machine search. See the README.")
-    lines.append(f"  open http://{host}:{args.port}/  (the report: http://{host}:{args.port}/report)")
+                     "corpus, the questions and the metrics, make this machine search, and write golden sets in the labelling "
+                     "view (data/golden/). See the README.")
+    lines.append(f"  open http://{host}:{args.port}/  (the report: http://{host}:{args.port}/report, labelling: "
+                 f"http://{host}:{args.port}/label)")
     return "\n".join(lines)
 
 

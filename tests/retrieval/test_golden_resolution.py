@@ -158,3 +158,11 @@ def test_the_bundled_golden_sets_resolve_on_their_laws_chunks(tmp_path, law, gol
     relevant = resolve(golden, chunks)
     assert len(relevant) == len(golden.questions) and all(relevant.values())
     assert len(article_chunks(chunks)) == articles  # every article of the law starts a line somewhere
+
+
+def test_a_line_separator_inside_a_question_does_not_cut_its_line(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028 as it is; the row is still one line of the file.
+    path = write(tmp_path, [{"id": "q1", "query": "第一条\u2028第二条", "split": "test", "articles": ["第一条"]},
+                            {"id": "q2", "query": "x\r", "split": "val", "articles": ["第三条"]}])
+    golden = load_golden(path)
+    assert [(q.id, q.line) for q in golden.questions] == [("q1", 1), ("q2", 2)] and "\u2028" in golden.questions[0].query

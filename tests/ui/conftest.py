@@ -160,3 +160,71 @@ def broken_copy(project: Path, destination: Path, without: tuple[str, ...] = ())
         else:
             target.unlink(missing_ok=True)
     return destination
+
+
+@pytest.fixture(scope="package")
+def label_project(ui_project, tmp_path_factory) -> Path:
+    """A copy of the run for the labelling view's tests, which write golden sets and queues: the shared run, which
+    other tests check is left unchanged, stays as it was."""
+    return broken_copy(ui_project, tmp_path_factory.mktemp("label") / "run")
+
+
+@pytest.fixture(scope="package")
+def label_server(label_project, tmp_path_factory):
+    server = start_ui(label_project, tmp_path_factory.mktemp("label-server") / "ui.log")
+    yield server
+    stop_ui(server)
+
+
+# -- the browser, for the tests that drive the page -------------------------------------------------------------
+
+TIMEOUT_MS = 60_000  # a search on a busy 2-core machine takes well under a second; loading the page, a few
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """The system's Chromium (Debian's), driven by Playwright: no browser is downloaded."""
+    try:
+        from playwright import sync_api as playwright_api
+    except ImportError:  # a missing test dependency is a failure, not a skip
+        pytest.fail("Playwright drives the browser in these tests: install the test extra (pip install -e '.[test]', as "
+                    "`make test` does); it uses the system's Chromium, no browser download.", pytrace=False)
+    from tests.pipeline.test_plots_offline import chromium
+
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield launched
+        launched.close()
+
+
+class Page:
+    """A page that fails the test on a request to anywhere but the UI server, or on an error in its script."""
+
+    def __init__(self, browser, server_url: str, width: int = 1280, height: int = 900) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.server_url = server_url
+        self.elsewhere: list[str] = []
+        self.script_errors: list[str] = []
+        self.context.route("**/*", self._only_the_server)
+        self.page.on("pageerror", lambda error: self.script_errors.append(str(error)))
+
+    def _only_the_server(self, route) -> None:
+        url = route.request.url
+        if url.startswith(self.server_url) or url.startswith("data:"):
+            route.continue_()
+        else:
+            self.elsewhere.append(url)
+            route.abort()
+
+    def close(self) -> None:
+        assert self.elsewhere == [], f"the page asked for something outside its server: {self.elsewhere}"
+        assert self.script_errors == [], f"errors in the page's script: {self.script_errors}"
+        self.context.close()
+
+
+def shot(page, name: str, full_page: bool = True) -> None:
+    page.screenshot(path=str(artefacts_dir() / f"{name}.png"), full_page=full_page)

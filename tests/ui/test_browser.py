@@ -17,59 +17,9 @@ from urllib.parse import parse_qs, quote, urlparse
 import pytest
 
 from stages.lib.common.files import read_json, read_jsonl
-from tests.ui.conftest import QUESTIONS, artefacts_dir, broken_copy, start_ui, stop_ui
-
-try:
-    from playwright import sync_api as playwright_api
-except ImportError:  # a missing test dependency is a failure, not a skip
-    pytest.fail("Playwright drives the browser in these tests: install the test extra (pip install -e '.[test]', as "
-                "`make test` does); it uses the system's Chromium, no browser download.", pytrace=False)
+from tests.ui.conftest import QUESTIONS, Page, broken_copy, shot, start_ui, stop_ui
 
 RETRIEVERS = ["base", "finetuned", "bm25", "hybrid"]
-TIMEOUT_MS = 60_000  # a search on a busy 2-core machine takes well under a second; loading the page, a few
-
-
-def _chromium() -> str:
-    from tests.pipeline.test_plots_offline import chromium
-
-    return chromium()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=_chromium(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield launched
-        launched.close()
-
-
-class Page:
-    """A page that fails the test on a request to anywhere but the UI server, or on an error in its script."""
-
-    def __init__(self, browser, server_url: str, width: int = 1280, height: int = 900) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(TIMEOUT_MS)
-        self.server_url = server_url
-        self.elsewhere: list[str] = []
-        self.script_errors: list[str] = []
-        self.context.route("**/*", self._only_the_server)
-        self.page.on("pageerror", lambda error: self.script_errors.append(str(error)))
-
-    def _only_the_server(self, route) -> None:
-        url = route.request.url
-        if url.startswith(self.server_url) or url.startswith("data:"):
-            route.continue_()
-        else:
-            self.elsewhere.append(url)
-            route.abort()
-
-    def close(self) -> None:
-        assert self.elsewhere == [], f"the page asked for something outside its server: {self.elsewhere}"
-        assert self.script_errors == [], f"errors in the page's script: {self.script_errors}"
-        self.context.close()
 
 
 @pytest.fixture
@@ -77,10 +27,6 @@ def page(browser, ui_server):
     opened = Page(browser, ui_server.url)
     yield opened.page
     opened.close()
-
-
-def shot(page, name: str, full_page: bool = True) -> None:
-    page.screenshot(path=str(artefacts_dir() / f"{name}.png"), full_page=full_page)
 
 
 def column_results(page) -> dict[str, list[dict]]:
@@ -169,6 +115,14 @@ def test_the_report_shows_metrics_eval_json_and_a_row_leads_to_its_question(page
     with (ui_project / "metrics/hit_rate.csv").open(encoding="utf-8") as curve:
         lines = {(row["question_set"], row["retriever"]) for row in csv.DictReader(curve)}
     assert page.locator("#curves svg polyline").count() == len(lines)  # one line per set and retriever
+    # Every set by word-overlap band: metrics/eval_by_overlap.json's hit@5, "–" for a band with no question.
+    bands = read_json(ui_project / "metrics/eval_by_overlap.json")
+    cells = page.evaluate("""() => [...document.querySelectorAll('table.by-overlap td[data-band]')].map(cell =>
+        [cell.closest('tr').dataset.set, cell.closest('tr').dataset.retriever, cell.dataset.band, cell.textContent])""")
+    assert len(cells) == sum(4 * 3 for _ in bands)
+    for set_name, retriever, band, text in cells:
+        block = bands[set_name][band]
+        assert text == (f"{block[retriever]['hit@5']:.3f}" if block["queries"] else "–"), (set_name, retriever, band)
     shot(page, "report")
 
     link = page.locator("#error-tables a[data-nav]").first

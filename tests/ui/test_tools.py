@@ -1,4 +1,5 @@
-"""The UI's two tools, on the tests' tiny run: the latency benchmark and the README's screenshot script."""
+"""The UI's tools, on the tests' tiny run: the latency benchmark, the labelling run through the browser, and the
+README's screenshot script."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from tests.helpers import REPO_ROOT, command_env
+from tests.helpers import REPO_ROOT, command_env, run
+from tests.ui.conftest import GOLDEN
 
 
 def _run(args: list[str], cwd) -> subprocess.CompletedProcess:
@@ -41,3 +43,27 @@ def test_the_screenshot_script_draws_both_views_or_names_the_missing_font(ui_pro
     for name in ("ui.png", "ui_report.png"):
         picture = (tmp_path / name).read_bytes()
         assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 20_000, name  # a drawn page, not a blank one
+
+
+def test_the_labelling_run_labels_through_the_browser_and_reports_what_the_page_measured(ui_project, tmp_path):
+    work = tmp_path / "work"
+    result = _run(["-m", "benchmarks.labelling_run", "--project", str(ui_project), "--golden", GOLDEN, "--questions", "4",
+                   "--dwell", "0.2", "--work", str(work), "--json", str(tmp_path / "run.json")], REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert measured["questions"] == 4 and measured["golden_splits"] == {"val": 2, "test": 2} and measured["cpu"]
+    rows = {json.loads(line)["query"]: json.loads(line) for line in
+            (work / "labelling/data/golden/labelling_run.jsonl").read_text(encoding="utf-8").splitlines()}
+    for question in measured["per_question"]:  # what the result says is what the page saved
+        row = rows[question["query"]]
+        assert (question["seconds"], question["seen"], question["pool"]) == (row["labelling"]["seconds"], row["labelling"]["seen"],
+                                                                             row["labelling"]["pool"])
+        assert question["seconds"] > 0 and 0 <= question["seen"] <= question["pool"]
+        assert question["marked"] == question["relevant_in_pool"]  # the oracle marks exactly its answers in the pool
+        assert question["no_relevant_chunk"] == (question["relevant_in_pool"] == 0)
+    found = sum(q["relevant_in_pool"] > 0 for q in measured["per_question"]) / 4
+    assert measured["pool_recall"]["any_relevant_at_depth_5"] == found
+    labelled = measured["evaluation"]["labelled_4"]["golden_test_zh_incl_trained_passages"]
+    assert labelled["queries"] == sum(q["labelled_split"] == "test" and not q["no_relevant_chunk"] for q in measured["per_question"])
+    assert measured["evaluation"]["full_golden_set"]["golden_test_zh_incl_trained_passages"]["queries"] == 5
+    assert run(["git", "status", "--porcelain"], ui_project).stdout == ""  # the run itself is left as it was

@@ -116,7 +116,8 @@ def load_golden(path: Path) -> GoldenSet:
         )
     golden = GoldenSet(path)
     seen: set[str] = set()
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028/U+2029/U+0085, which JSON strings may hold.
+    for number, raw in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not raw.strip():
             continue
         try:

@@ -1,6 +1,6 @@
 """The UI's FastAPI app: the page, its own scripts and styles, and the JSON the page reads.
 
-    GET  /, /report                the page (one HTML file; ``static/app.js`` draws each view from the URL)
+    GET  /, /report, /label        the page (one HTML file; ``static/app.js`` draws each view from the URL)
     GET  /static/<file>            its script and style sheet, from this package: nothing from elsewhere
     GET  /api/status               the run: models, prompts, fusion, problems (missing, invalid, stale outputs)
     GET  /api/sets                 the known question sets
@@ -9,10 +9,22 @@
     GET  /api/report               the evaluation report with its error analysis
     GET  /health                   for scripts and probes
 
+The labelling view (``/label``, logic in ``label_view.py``), which writes golden sets to ``data/golden/<set>.jsonl``:
+
+    GET  /api/label/sets           the sets being labelled here, with their progress
+    GET  /api/label/queue          ?set=<name>: its imported questions, which are done, its progress and pace
+    POST /api/label/import         ?set=<name>&name=<file name>, the file's bytes as the body: queue its questions
+    POST /api/label/next           {"set", "tab", "skip"?}: the next open question no other tab holds, with its pool
+    POST /api/label/pool           {"set", "tab", "id"} or {"set", "tab", "query"}: a question's pool, split, labels
+    POST /api/label/save           {"set", "tab", "id", "query", "relevant", "no_relevant_chunk", "note", "revision",
+                                   "seconds", "pool", "seen"}: upsert its row; 409 on a stale revision or a file
+                                   that no longer parses (the error says which, ``kind``), nothing overwritten
+    POST /api/label/leave          {"tab"}: the tab closed; the questions it held are free
+
 Every failure is a JSON ``{"error": {"message", "stage"}}`` with a 4xx/5xx status and no traceback (the server's
-log has those), and the server keeps serving. Questions are answered one at a time: on a small CPU a second one
-in parallel would only slow both down. The page allows no script, style, font or connection from anywhere but
-this server (``Content-Security-Policy``), and, bound to a loopback address, the app answers only requests
+log has those), and the server keeps serving. Questions are answered one at a time (a labelling pool too): on a
+small CPU a second one in parallel would only slow both down. The page allows no script, style, font or
+connection from anywhere but this server (``Content-Security-Policy``), and, bound to a loopback address, the app answers only requests
 addressed to one (``Host`` checked), so a web page elsewhere cannot reach it through DNS rebinding.
 """
 
@@ -31,13 +43,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from stages.lib.labelling.question_list import MAX_FILE_BYTES, QuestionListTooLarge, check_size
 from stages.lib.retrieval.one_query import Retrievers
 from stages.lib.ui.known_questions import KnownQuestions, UnknownQuestion
+from stages.lib.ui.label_view import LabelDesk, LabelError
 from stages.lib.ui.run_files import QUESTIONS, REPORT, SEARCH, Problem
 from stages.lib.ui.search_view import DEFAULT_K, BadQuestion, Corpus, check_question, search_view
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("/", "/report")
+PAGES = ("/", "/report", "/label")
+MAX_JSON_BYTES = 1024 * 1024  # a save carries a few hundred chunk ids and a note
+DRAINED_BYTES = 64 * 1024 * 1024  # of a refused upload, read and dropped before answering; beyond, the connection is cut
 MAX_LIST = 500
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 SECURITY_HEADERS = {
@@ -65,6 +81,7 @@ class UiState:
     stale: list[Problem] | None = None  # None while the check against dvc.lock runs
     startup_s: float = 0.0
     search_lock: threading.Lock = field(default_factory=threading.Lock)
+    labelling: LabelDesk | None = None
 
     def all_problems(self) -> list[Problem]:
         return self.problems + self.known.problems + (self.stale or [])
@@ -79,8 +96,8 @@ class UiError(Exception):
         self.status, self.message, self.stage = status, message, stage
 
 
-def _error(status: int, message: str, stage: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "stage": stage}}, status_code=status)
+def _error(status: int, message: str, stage: str | None = None, **extra) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "stage": stage, **extra}}, status_code=status)
 
 
 def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAPI:
@@ -103,13 +120,17 @@ def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAP
     async def ui_error(_request: Request, error: UiError) -> JSONResponse:
         return _error(error.status, error.message, error.stage)
 
+    @app.exception_handler(LabelError)
+    async def label_error(_request: Request, error: LabelError) -> JSONResponse:
+        return _error(error.status, error.message, error.stage, kind=error.kind, theirs=error.theirs)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404 and not request.url.path.startswith(("/api/", "/static/")):
             return FileResponse(STATIC / "index.html", status_code=404)  # the page says which pages there are
         if error.status_code == 404:
-            return _error(404, f"No route {request.url.path}. The UI has the pages / and /report; its JSON is under /api/ "
-                               "(status, sets, questions, search, report).")
+            return _error(404, f"No route {request.url.path}. The UI has the pages /, /report and /label; its JSON is under "
+                               "/api/ (status, sets, questions, search, report, label/...).")
         if error.status_code == 405:
             return _error(405, f"{request.method} is not allowed on {request.url.path}.")
         return _error(error.status_code, str(error.detail))
@@ -161,20 +182,118 @@ def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAP
 
     @app.post("/api/search")
     async def search_post(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise UiError(400, 'The request body is not JSON: send {"q": "<question>", "k": 5} or '
-                               '{"set": "<set id>", "qid": "<question id>"}.') from None
-        if not isinstance(body, dict):
-            raise UiError(400, 'The request body must be a JSON object such as {"q": "<question>", "k": 5}.')
+        body = await _json_object(request, '{"q": "<question>", "k": 5} or {"set": "<set id>", "qid": "<question id>"}')
         return JSONResponse(await run_in_threadpool(_search, state, body))
 
     @app.get("/api/report")
     def report() -> dict:
         return {**state.report, "stopped_by": [p.to_json() for p in state.stopping(REPORT)]}
 
+    _label_routes(app, state)
     return app
+
+
+def _label_routes(app: FastAPI, state: UiState) -> None:
+    """The labelling view's JSON: thin routes over ``label_view.LabelDesk``."""
+
+    def desk() -> LabelDesk:
+        if state.labelling is None:
+            raise UiError(503, "The labelling view is not set up in this server.")
+        return state.labelling
+
+    @app.get("/api/label/sets")
+    def label_sets() -> dict:
+        return desk().sets()
+
+    @app.get("/api/label/queue")
+    def label_queue(set_name: str = Query("", alias="set")) -> dict:
+        return desk().queue(set_name)
+
+    @app.post("/api/label/import")
+    async def label_import(request: Request, set_name: str = Query("", alias="set"), name: str = "") -> Response:
+        _from_this_page(request, "application/octet-stream")
+        data, size = await _capped_body(request, MAX_FILE_BYTES)
+        if data is None:
+            try:
+                check_size(size, name or "the file")
+            except QuestionListTooLarge as error:
+                raise UiError(413, str(error)) from None
+        return JSONResponse(await run_in_threadpool(desk().import_file, set_name, name, data))
+
+    example = '{"set": "labelled", "tab": "<tab id>", ...}'
+
+    @app.post("/api/label/next")
+    async def label_next(request: Request) -> Response:
+        body = await _label_json(request, example)
+        return JSONResponse(await run_in_threadpool(desk().next, body.get("set"), body.get("tab"), body.get("skip")))
+
+    @app.post("/api/label/pool")
+    async def label_pool(request: Request) -> Response:
+        body = await _label_json(request, example)
+        return JSONResponse(await run_in_threadpool(desk().pool, body.get("set"), body.get("tab"), body.get("id"),
+                                                    body.get("query")))
+
+    @app.post("/api/label/save")
+    async def label_save(request: Request) -> Response:
+        body = await _label_json(request, example)
+        return JSONResponse(await run_in_threadpool(desk().save, body))
+
+    @app.post("/api/label/leave")
+    async def label_leave(request: Request) -> Response:
+        return JSONResponse(desk().leave((await _label_json(request, '{"tab": "<tab id>"}')).get("tab")))
+
+
+def _from_this_page(request: Request, content_type: str) -> None:
+    """Writes come from this server's page only. The Host check stops DNS rebinding, not a page elsewhere that posts
+    to 127.0.0.1 (cross-site request forgery): a browser says where such a request comes from (``Origin``), and a
+    content type other than a form's or plain text makes it ask first (a CORS preflight, which this app never grants)."""
+    origin = request.headers.get("origin")
+    # Behind a reverse proxy (which forwards Host: 127.0.0.1) the page's own name comes as X-Forwarded-Host; a page
+    # elsewhere cannot send that header without the preflight this app never grants.
+    own = {request.headers.get("host", ""), *request.headers.get("x-forwarded-host", "").split(",")} - {""}
+    if origin is not None and origin.split("://", 1)[-1] not in {name.strip() for name in own}:
+        raise UiError(403, f"This request comes from another site ({origin}): the labelling view only takes requests from "
+                           "its own page. Behind a reverse proxy, forward the page's host name as X-Forwarded-Host.")
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != content_type:
+        raise UiError(415, f"Send the body with Content-Type: {content_type}.")
+
+
+async def _label_json(request: Request, example: str) -> dict:
+    _from_this_page(request, "application/json")
+    return await _json_object(request, example)
+
+
+async def _capped_body(request: Request, limit: int) -> tuple[bytes | None, int]:
+    """The request body and its size; None past ``limit`` bytes (the size: as declared, else as far as it came). The
+    rest is read and dropped, up to ``DRAINED_BYTES``: a client still sending when the answer comes and the
+    connection closes sees a broken pipe, not the message."""
+    declared = request.headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else 0
+    data, received = bytearray(), 0
+    async for block in request.stream():
+        received += len(block)
+        if size > limit or received > limit:
+            data.clear()  # kept no further: the answer is 413 whatever follows
+            if received > DRAINED_BYTES:
+                break
+        else:
+            data.extend(block)
+    if size > limit or received > limit:
+        return None, max(size, received)
+    return bytes(data), received
+
+
+async def _json_object(request: Request, example: str) -> dict:
+    raw, size = await _capped_body(request, MAX_JSON_BYTES)
+    if raw is None:
+        raise UiError(413, f"The request body is {size:,} bytes; at most {MAX_JSON_BYTES:,} are accepted here.")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise UiError(400, f"The request body is not JSON: send {example}.") from None
+    if not isinstance(body, dict):
+        raise UiError(400, f"The request body must be a JSON object such as {example}.")
+    return body
 
 
 async def _page() -> FileResponse:

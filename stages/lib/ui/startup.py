@@ -1,10 +1,11 @@
 """Loading a run for the UI, in the order that keeps the page useful whatever is missing.
 
-The page starts whenever it can show something: a missing model stops only the search, a missing
-``metrics/eval.json`` only the report, and each says which ``dvc repro`` stage makes what it lacks. The
-retrievers are built once (corpus vectors from the evaluation's cache, or encoded here with a progress line)
-and warmed up, so the first question is as fast as the next. The check against ``dvc.lock`` hashes the models
-(seconds for a large one): it runs in a thread once the page is up, and the page shows its result when it comes.
+The page starts whenever it can show something: a missing model stops only the search (and the labelling view,
+which pools with the same retrievers), a missing ``metrics/eval.json`` only the report, and each says which
+``dvc repro`` stage makes what it lacks. The retrievers are built once (corpus vectors from the evaluation's
+cache, or encoded here with a progress line) and warmed up, so the first question is as fast as the next. The
+check against ``dvc.lock`` hashes the models (seconds for a large one): it runs in a thread once the page is up,
+and the page shows its result when it comes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from stages.lib.documents.text import detect_language
 from stages.lib.retrieval.one_query import EVAL_METRICS, Retrievers
 from stages.lib.ui.app import UiState
 from stages.lib.ui.known_questions import load_known_questions
+from stages.lib.ui.label_view import LabelDesk
 from stages.lib.ui.report import build_report
 from stages.lib.ui.run_files import QUESTIONS, SEARCH, Problem, missing_outputs, stale_outputs
 from stages.lib.ui.search_view import Corpus
@@ -50,8 +52,16 @@ def load_state(project: Path, params: Params, models: dict[str, Path], threads: 
                   f"with no {EVAL_METRICS} to say what evaluate chose: params.yaml's fusion, or plain RRF")
         info.update(prompts={"query": retrievers.prompts.query, "document": retrievers.prompts.document},
                     hardware=retrievers.hardware, fusion=f"{retrievers.fusion.describe()}, {source}", threads=threads)
-    return UiState(project, corpus, retrievers, known, report, problems, info,
-                   startup_s=round(time.perf_counter() - started, 1))
+    state = UiState(project, corpus, retrievers, known, report, problems, info,
+                    startup_s=round(time.perf_counter() - started, 1))
+    # The labelling view pools with the same retrievers, one question at a time with the search (the same lock).
+    stopped = [p for p in problems if SEARCH in p.views and p.kind in ("missing", "invalid")]
+    unavailable = None if retrievers else (
+        " ".join(p.message for p in stopped) or f"{CHUNKS_FILE} holds no chunks: run `dvc repro corpus`.",
+        stopped[0].stage if stopped else "corpus")
+    state.labelling = LabelDesk(params.labelling, {c.id: c for c in chunks}, retrievers, state.search_lock, unavailable,
+                                corpus.language if corpus else language)
+    return state
 
 
 def _retrievers(chunks, params: Params, models: dict[str, Path], threads: int, problems: list[Problem]) -> Retrievers | None:

@@ -2,6 +2,7 @@
 //   /?q=<question>&k=5        a question, the four retrievers side by side
 //   /?set=<set id>&qid=<id>   a known question, its labelled chunks marked
 //   /report                   the evaluation report and its error analysis
+//   /label?set=<name>&id=<id> the labelling view: mark the relevant chunks of each question's pool, saved to data/golden/
 // Plain JavaScript, no library; text from the server is put in the page as text (textContent), never as markup.
 "use strict";
 
@@ -74,6 +75,8 @@
       const failure = new Error(message);
       failure.status = response.status;
       failure.stage = body && body.error ? body.error.stage : null;
+      failure.kind = body && body.error ? body.error.kind : null;
+      failure.theirs = body && body.error ? body.error.theirs : null;
       throw failure;
     }
     return body;
@@ -108,9 +111,12 @@
     const path = location.pathname;
     document.getElementById("nav-search").classList.toggle("active", path === "/");
     document.getElementById("nav-report").classList.toggle("active", path === "/report");
+    document.getElementById("nav-label").classList.toggle("active", path === "/label");
     const view = document.getElementById("view");
+    if (path !== "/label") leaveLabelling();
     if (path === "/") renderSearch(view, new URLSearchParams(location.search));
     else if (path === "/report") renderReport(view);
+    else if (path === "/label") renderLabel(view, new URLSearchParams(location.search));
     else renderNotFound(view, path);
   }
 
@@ -344,19 +350,39 @@
     }
     const body = el("section", { class: "report" },
       el("h1", { text: "Evaluation report" }),
-      el("p", { class: "muted" }, "Read from metrics/eval.json, metrics/hit_rate.csv, metrics/eval_by_style.json, metrics/train.json " +
+      el("p", { class: "muted" }, "Read from metrics/eval.json, metrics/hit_rate.csv, metrics/eval_by_style.json, metrics/eval_by_overlap.json, metrics/train.json " +
         `and data/eval/per_query.jsonl${status ? " in " + status.project : ""}. Intervals: 95% paired bootstrap.`));
     for (const problem of [...report.stopped_by, ...report.problems]) body.append(notice("error", problem.message, problem.stage));
+    const verdict = verdictBlock(report.verdict);
+    if (verdict) body.append(verdict);
     body.append(el("nav", { class: "toc" }, ...[["training", "Training"], ["sets", "Retrievers per question set"],
-      ["curves", "Hit rate at k"], ["styles", "By query style"], ["errors", "Error analysis"]].map(([id, title]) =>
+      ["curves", "Hit rate at k"], ["overlap", "By word overlap"], ["styles", "By query style"], ["errors", "Error analysis"]].map(([id, title]) =>
       el("a", { href: `#${id}` }, title))));
     body.append(trainingSection(report.training), setsSection(report), curvesSection(report.curves),
-      stylesSection(report.by_style), errorsSection(report.errors));
+      overlapSection(report.by_overlap || []), stylesSection(report.by_style), errorsSection(report.errors));
     view.replaceChildren(body);
     if (location.hash) {
       const target = document.getElementById(location.hash.slice(1));
       if (target) target.scrollIntoView();
     }
+  }
+
+  // The run's verdict in plain sentences, and how far its judge can be trusted (report.verdict; absent: nothing shown).
+  function verdictBlock(verdict) {
+    if (!verdict || typeof verdict !== "object") return null;
+    const lines = Array.isArray(verdict.lines) ? verdict.lines : [];
+    const judged = verdict.judge
+      ? el("p", { class: "judge" }, el("strong", { text: "Judged on: " }), String(verdict.judge),
+        typeof verdict.judge_questions === "number" ? ` (${verdict.judge_questions} questions)` : "")
+      : null;
+    const warning = verdict.notice
+      ? el("div", { class: "notice warning verdict-notice", role: "note" }, String(verdict.notice), " ",
+        el("a", { href: verdict.label_url || "/label", "data-nav": true }, "Label questions of your own"),
+        " for a judge written by a person.")
+      : null;
+    return el("section", { id: "verdict", class: "verdict" }, el("h2", { text: "Verdict" }),
+      lines.length ? el("ul", { class: "verdict-lines" }, ...lines.map((line) => el("li", { text: String(line) }))) : null,
+      judged, warning);
   }
 
   function withNote(section, text) {
@@ -417,7 +443,8 @@
       });
       section.append(el("article", { class: "set", id: `set-${set.name}`, "data-set": set.name },
         el("h3", { text: set.title }),
-        el("p", { class: "muted small" }, el("code", { text: set.name }), set.queries ? ` · ${set.queries} questions` : ""),
+        el("p", { class: "muted small" }, el("code", { text: set.name }), set.queries ? ` · ${set.queries} questions` : "",
+          typeof set.word_overlap === "number" ? ` · word overlap with their passages ${set.word_overlap.toFixed(2)}` : ""),
         el("div", { class: "table-wrap" }, el("table", { class: "metrics", "data-set": set.name }, el("thead", {}, head), el("tbody", {}, ...rows))),
         set.verdicts.length ? el("ul", { class: "verdicts" }, ...set.verdicts.map((line) => el("li", { text: line }))) : null));
     }
@@ -461,6 +488,32 @@
     return el("figure", { class: "chart", "data-set": name },
       svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `hit rate at k for ${name}` }, ...parts),
       el("figcaption", { text: name }));
+  }
+
+  // Every set's hit@5 by how many of its questions' words their passages hold: synthetic questions sit mostly in the
+  // high band, where BM25 is at home; questions people write mostly in the low one (metrics/eval_by_overlap.json).
+  function overlapSection(byOverlap) {
+    const section = el("section", { id: "overlap" }, el("h2", { text: "By word overlap (hit@5)" }),
+      el("p", { class: "muted" }, "Word overlap: the share of a question's words (as BM25 cuts them) found in its labelled " +
+        "passages. Questions that reuse their passage's words favour BM25; people's questions reuse fewer."));
+    if (!byOverlap.length) return withNote(section, "No metrics/eval_by_overlap.json: run `dvc repro evaluate`.");
+    const bands = byOverlap[0].bands.map((band) => band.band);
+    const head = el("tr", {}, el("th", { text: "question set" }), el("th", { text: "retriever" }), ...byOverlap[0].bands.map((band) =>
+      el("th", { class: "num", text: `${band.band} (${band.to === null ? "≥ " + band.from : band.from + "–" + band.to})` })));
+    const rows = byOverlap.flatMap((block) => {
+      const names = Object.keys(block.bands[0].rows);
+      return names.map((name, i) => el("tr", { "data-set": block.name, "data-retriever": name },
+        i === 0 ? el("th", { rowspan: names.length, scope: "rowgroup" }, block.title, el("br"),
+          el("span", { class: "muted small", text: `overlap ${num(block.word_overlap, 2)}; questions per band: ` +
+            block.bands.map((band) => band.queries).join(" / ") })) : null,
+        el("th", { scope: "row" }, el("span", { class: "swatch", "data-retriever": name }), name),
+        ...bands.map((band, j) => {
+          const cell = block.bands[j].rows[name] || {};
+          return el("td", { class: "num", "data-band": band }, block.bands[j].queries ? num(cell["hit@5"]) : "–");
+        })));
+    });
+    section.append(el("div", { class: "table-wrap" }, el("table", { class: "by-overlap" }, el("thead", {}, head), el("tbody", {}, ...rows))));
+    return section;
   }
 
   function stylesSection(byStyle) {
@@ -518,8 +571,514 @@
       rows.length ? el("div", { class: "table-wrap" }, table) : el("p", { class: "muted", text: "none" }), more);
   }
 
+  // -- labelling ----------------------------------------------------------------------------------------------
+  // One question at a time: its pool of chunks (every retriever's top k, shuffled, the retriever not shown), marked
+  // by mouse or keyboard, saved as one row of data/golden/<set>.jsonl. The page measures the time the tab was visible
+  // from showing the question to saving it, and which chunks were looked at: at least half in view for half a
+  // second, or focused. A failed save keeps everything on screen.
+
+  const LABEL_KEYS = [["j", "↓", "next chunk"], ["k", "↑", "previous chunk"], ["x", "space", "mark or unmark the chunk"],
+    ["n", "", "write a note (Esc leaves it)"], ["Enter", "", "save and go to the next question (Ctrl+Enter in the note)"],
+    ["0", "", "none of these chunks is relevant: save that"], ["s", "", "skip this question for now"]];
+  const SEEN_MS = 500;
+  const tabId = (() => {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  })();
+  let labelSet = null; // the set the view shows
+  let asked = 0; // the latest request for a question: an answer to an older one is dropped, never drawn over a newer
+  let maxFileBytes = null; // the largest question list the server takes (from /api/label/sets)
+  let current = null; // the question on screen: its data, marks, what was seen, the clock
+
+  function postJson(path, body) {
+    return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  }
+
+  function leaveLabelling() {
+    stopQuestion();
+    if (labelSet !== null) {
+      labelSet = null;
+      fetch("/api/label/leave", { method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ tab: tabId }) }).catch(() => {});
+    }
+  }
+  window.addEventListener("pagehide", leaveLabelling);
+  window.addEventListener("pageshow", (event) => { if (event.persisted) route(); }); // back from the browser's page cache
+  window.addEventListener("beforeunload", (event) => {
+    if (current && current.dirty) event.preventDefault(); // marks not saved yet: let the browser ask
+  });
+
+  function renderLabel(view, params) {
+    const setName = (params.get("set") || "").trim() || "labelled";
+    const wanted = params.get("id");
+    if (document.getElementById("label-root") && labelSet === setName) {
+      // Same set (a question picked from the list, back or forward): keep the page, open the question.
+      if (wanted && (!current || current.data.question.id !== wanted)) openQuestion({ id: wanted });
+      return;
+    }
+    leaveLabelling(); // another set: the questions this tab held in the last one are free for other tabs at once
+    labelSet = setName;
+    const setInput = el("input", { id: "label-set", name: "set", list: "label-sets", value: setName, autocomplete: "off",
+      "aria-describedby": "label-set-help" });
+    const setForm = el("form", { id: "label-set-form", class: "form-row" },
+      el("label", { for: "label-set" }, "Golden set "), setInput, el("datalist", { id: "label-sets" }),
+      el("button", { type: "submit", id: "label-open-set" }, "Open"),
+      el("span", { id: "label-set-help", class: "muted small" }, "letters, digits, _ or -; a new name starts a new set"));
+    setForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      navigate(`/label?${new URLSearchParams({ set: setInput.value.trim() })}`);
+    });
+    const fileInput = el("input", { id: "label-file", type: "file", accept: ".txt,.csv,.tsv,.jsonl,text/plain,text/csv" });
+    const importForm = el("form", { id: "label-import-form", class: "form-row" },
+      el("label", { for: "label-file" }, "Import questions (.txt one per line, .csv/.tsv with a question column, .jsonl) "),
+      fileInput, el("button", { type: "submit", id: "label-import" }, "Import"));
+    importForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      importQuestions(fileInput);
+    });
+    const typed = el("input", { id: "label-typed", type: "text", placeholder: "a question to label now" });
+    const typeForm = el("form", { id: "label-type-form", class: "form-row" },
+      el("label", { for: "label-typed" }, "Or type a question "), typed, el("button", { type: "submit", id: "label-type" }, "Label it"));
+    typeForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!typed.value.trim()) {
+        showLabelNotice("error", "The question is empty: type a question to label.");
+        return;
+      }
+      openQuestion({ query: typed.value }).then((ok) => { if (ok) typed.value = ""; });
+    });
+    const keys = el("aside", { class: "keys", "aria-labelledby": "keys-title" }, el("h2", { id: "keys-title", text: "Keys" }),
+      el("dl", {}, ...LABEL_KEYS.flatMap(([key, other, what]) => [
+        el("dt", {}, el("kbd", { text: key }), other ? " or " : "", other ? el("kbd", { text: other }) : ""),
+        el("dd", { text: what })])),
+      el("p", { class: "muted small" }, "Or click a chunk (or its box) to mark it. A chunk counts as looked at when at least half " +
+        "of it was on screen for half a second, or it had the keyboard focus."));
+    view.replaceChildren(el("section", { id: "label-root", class: "label" },
+      el("h1", { text: "Label a golden set" }),
+      el("p", { class: "muted" }, "Mark, for each question, every chunk that answers it. Each save writes one row of the set's " +
+        "file under data/golden/, which the next `dvc repro` uses: its val questions choose the checkpoint and the fusion, its " +
+        "test questions are reported. The chunks shown are the top results of every retriever, mixed, without saying which " +
+        "found them."),
+      el("div", { class: "label-setup" }, setForm, el("p", { id: "label-progress", class: "progress", "aria-live": "polite" }),
+        importForm, typeForm, el("div", { id: "label-import-report", "aria-live": "polite" })),
+      el("div", { id: "label-notices", "aria-live": "assertive" }),
+      el("div", { class: "label-main" }, el("section", { id: "label-question", "aria-label": "question to label" }), keys),
+      el("details", { id: "label-queue", class: "label-queue" }, el("summary", { text: "Questions in this set" }),
+        el("ol", { id: "label-queue-list" }))));
+    startLabelling(setName, wanted);
+  }
+
+  async function startLabelling(setName, wanted) {
+    let sets;
+    try {
+      sets = await api("/api/label/sets");
+    } catch (error) {
+      showLabelNotice("error", error.message, error.stage);
+      return;
+    }
+    maxFileBytes = sets.max_file_bytes;
+    const list = document.getElementById("label-sets");
+    if (list) list.replaceChildren(...sets.sets.map((set) => el("option", { value: set.set })));
+    if (!sets.search_ready) {
+      showLabelNotice("error", `The labelling view needs the search (both models and the corpus) to show each question's ` +
+        `chunks, and it is not available: ${sets.unavailable}`);
+      for (const id of ["label-import", "label-type", "label-file", "label-typed"]) document.getElementById(id).disabled = true;
+      return;
+    }
+    const ready = await refreshQueue();
+    if (!ready) return;
+    if (wanted) openQuestion({ id: wanted });
+    else nextQuestion();
+  }
+
+  function showLabelNotice(kind, message, stage, ...extra) {
+    const box = document.getElementById("label-notices");
+    if (box) box.replaceChildren(notice(kind, message, stage), ...extra);
+  }
+
+  function clearLabelNotice() {
+    const box = document.getElementById("label-notices");
+    if (box) box.replaceChildren();
+  }
+
+  function progressText(progress) {
+    const parts = [`${progress.done} of ${progress.imported} imported question${progress.imported === 1 ? "" : "s"} labelled`,
+      `val ${progress.val} · test ${progress.test}`];
+    if (progress.no_relevant_chunk) parts.push(`${progress.no_relevant_chunk} with no relevant chunk`);
+    if (progress.median_seconds !== null) parts.push(`median ${progress.median_seconds} s per question`);
+    if (progress.median_seen_share !== null) parts.push(`median ${Math.round(progress.median_seen_share * 100)}% of the pool looked at`);
+    return parts.join(" · ");
+  }
+
+  function showProgress(progress) {
+    const line = document.getElementById("label-progress");
+    if (!line || !progress) return;
+    line.dataset.done = progress.done;
+    line.dataset.imported = progress.imported;
+    line.replaceChildren(el("span", { class: "progress-counts", text: progressText(progress) }), " — written to ",
+      el("code", { id: "label-file-path", text: progress.file }));
+    if (progress.problem) showLabelNotice("error", progress.problem);
+  }
+
+  async function refreshQueue() {
+    let queue;
+    try {
+      queue = await api(`/api/label/queue?${new URLSearchParams({ set: labelSet })}`);
+    } catch (error) {
+      showLabelNotice("error", error.message, error.stage);
+      return false;
+    }
+    showProgress(queue);
+    const list = document.getElementById("label-queue-list");
+    if (!list) return true;
+    list.replaceChildren(...queue.questions.map((question) => {
+      const state = question.done ? (question.no_relevant_chunk ? "no relevant chunk" : `✓ ${question.split}`)
+        : question.held ? "open in a tab" : "to do";
+      return el("li", { "data-id": question.id, "data-done": question.done ? "true" : "false" },
+        el("a", { href: `/label?${new URLSearchParams({ set: labelSet, id: question.id })}`, "data-nav": true }, question.query),
+        el("span", { class: "muted small" }, ` ${state}`));
+    }));
+    if (queue.listed < queue.imported) list.append(el("li", { class: "muted" }, `… and ${queue.imported - queue.listed} more`));
+    return true;
+  }
+
+  async function importQuestions(fileInput) {
+    const report = document.getElementById("label-import-report");
+    const file = fileInput.files && fileInput.files[0];
+    if (!file) {
+      report.replaceChildren(notice("error", "Pick a file first (.txt, .csv, .tsv or .jsonl)."));
+      return;
+    }
+    if (maxFileBytes !== null && file.size > maxFileBytes) {
+      // Said before sending it: the server refuses it too, but a browser may report a cut upload as a network error.
+      report.replaceChildren(notice("error", `${file.name} is ${file.size.toLocaleString("en")} bytes; a question list may be ` +
+        `at most ${maxFileBytes.toLocaleString("en")} bytes. Split it, or import only the questions to label.`));
+      return;
+    }
+    report.replaceChildren(el("p", { class: "muted" }, `Importing ${file.name}…`));
+    let result;
+    try {
+      result = await api(`/api/label/import?${new URLSearchParams({ set: labelSet, name: file.name })}`,
+        { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: file });
+    } catch (error) {
+      report.replaceChildren(notice("error", error.message, error.stage));
+      return;
+    }
+    const summary = `${result.file} (${result.encoding}${result.column ? `, column “${result.column}”` : ""}): ` +
+      `${result.found} question${result.found === 1 ? "" : "s"}; ${result.added} queued` +
+      (result.already_queued ? `, ${result.already_queued} were queued already` : "") +
+      (result.already_labelled ? `, ${result.already_labelled} are labelled already` : "") + ".";
+    report.replaceChildren(notice("note", summary), ...result.warnings.map((warning) => notice("warning", warning)));
+    report.firstChild.classList.add("import-summary");
+    fileInput.value = "";
+    showProgress(result.progress);
+    await refreshQueue();
+    if (!current) nextQuestion();
+  }
+
+  // The next open question no other tab holds (``saved``: the confirmation of the save before, shown above it).
+  async function nextQuestion(skip, saved) {
+    const body = { set: labelSet, tab: tabId };
+    if (skip) body.skip = skip;
+    const ticket = ++asked;
+    let answer;
+    try {
+      answer = await postJson("/api/label/next", body);
+    } catch (error) {
+      if (ticket === asked) showLabelNotice("error", error.message, error.stage);
+      return;
+    }
+    if (ticket !== asked) return;
+    if (answer.done) {
+      stopQuestion();
+      document.getElementById("label-question").replaceChildren(
+        el("p", { class: "done", id: "label-done" }, answer.message));
+      history.replaceState(null, "", `/label?${new URLSearchParams({ set: labelSet })}`);
+      showProgress(answer.progress);
+      refreshQueue();
+    } else {
+      showQuestion(answer, answer.again ? "You skipped this question before; nothing else is left to label." : null);
+    }
+    if (saved) {
+      document.getElementById("label-notices").replaceChildren(
+        el("div", { class: "notice saved", id: "label-saved", role: "status" }, saved));
+    }
+  }
+
+  async function openQuestion(which) {
+    const ticket = ++asked;
+    let answer;
+    try {
+      answer = await postJson("/api/label/pool", { set: labelSet, tab: tabId, ...which });
+    } catch (error) {
+      if (ticket === asked) showLabelNotice("error", error.message, error.stage);
+      return false;
+    }
+    if (ticket !== asked) return false;
+    showQuestion(answer);
+    if (which.query) refreshQueue();
+    return true;
+  }
+
+  function stopQuestion() {
+    if (!current) return;
+    current.observer.disconnect();
+    for (const timer of current.timers.values()) clearTimeout(timer);
+    current = null;
+  }
+
+  function elapsedSeconds() {
+    const running = current.since === null ? 0 : performance.now() - current.since;
+    return (current.visibleMs + running) / 1000;
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!current) return;
+    if (document.visibilityState === "hidden") {
+      if (current.since !== null) current.visibleMs += performance.now() - current.since;
+      current.since = null;
+      for (const timer of current.timers.values()) clearTimeout(timer);
+      current.timers.clear();
+    } else {
+      if (current.since === null) current.since = performance.now();
+      for (const id of current.halfInView) armSeen(id);
+    }
+  });
+
+  function markSeen(id) {
+    if (!current || current.seen.has(id)) return;
+    current.seen.add(id);
+    const card = document.querySelector(`#label-pool li[data-chunk="${id}"]`);
+    if (card) card.dataset.seen = "true";
+  }
+
+  function armSeen(id) {
+    if (!current || current.seen.has(id) || current.timers.has(id) || document.visibilityState !== "visible") return;
+    const question = current;
+    current.timers.set(id, setTimeout(() => {
+      if (current !== question) return;
+      current.timers.delete(id);
+      if (current.halfInView.has(id) && document.visibilityState === "visible") markSeen(id);
+    }, SEEN_MS));
+  }
+
+  function watchCard(entries) {
+    if (!current) return;
+    for (const entry of entries) {
+      const id = entry.target.dataset.chunk;
+      const screen = entry.rootBounds ? entry.rootBounds.height : window.innerHeight;
+      // Half of the chunk in view, or, for a chunk taller than two screens, half a screen of it.
+      const half = entry.isIntersecting && (entry.intersectionRatio >= 0.5 || entry.intersectionRect.height >= screen / 2);
+      if (half) {
+        current.halfInView.add(id);
+        armSeen(id);
+      } else {
+        current.halfInView.delete(id);
+        clearTimeout(current.timers.get(id));
+        current.timers.delete(id);
+      }
+    }
+  }
+
+  function showQuestion(data, extraNote) {
+    stopQuestion();
+    clearLabelNotice();
+    const question = data.question;
+    current = { data, seen: new Set(), halfInView: new Set(), timers: new Map(), visibleMs: 0, dirty: false, saving: false,
+      since: document.visibilityState === "visible" ? performance.now() : null,
+      observer: new IntersectionObserver(watchCard, { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1] }) };
+    history.replaceState(null, "", `/label?${new URLSearchParams({ set: labelSet, id: question.id })}`);
+    const marked = new Set(data.marked);
+    const total = data.pool.length;
+    const cards = data.pool.map((chunk, i) => {
+      const box = el("input", { type: "checkbox", class: "pool-check", id: `pool-check-${i}`, "data-chunk": chunk.id,
+        "aria-label": `chunk ${i + 1} of ${total}${chunk.section ? ", " + chunk.section : ""}: relevant`,
+        "aria-describedby": `pool-text-${i}` });
+      box.checked = marked.has(chunk.id);
+      box.addEventListener("change", () => {
+        current.dirty = true;
+        markSeen(chunk.id);
+        box.closest("li").classList.toggle("marked", box.checked);
+      });
+      box.addEventListener("focus", () => {
+        current.focusIndex = i;
+        markSeen(chunk.id);
+      });
+      const item = el("li", { class: `pool-card${box.checked ? " marked" : ""}`, "data-chunk": chunk.id },
+        el("label", { class: "pool-label", for: `pool-check-${i}` },
+          el("span", { class: "pool-head" }, box, el("span", { class: "pool-index", text: `${i + 1}/${total}` }),
+            el("span", { class: "section", title: chunk.source }, chunk.section || chunk.source)),
+          el("span", { class: "text", id: `pool-text-${i}` },
+            ...chunk.segments.map(([piece, shared]) => shared ? el("mark", { text: piece }) : piece))));
+      return item;
+    });
+    const note = el("textarea", { id: "label-note", rows: "2", maxlength: "2000", placeholder: "optional: why, or what is missing" });
+    note.value = data.note || "";
+    note.addEventListener("input", () => { current.dirty = true; });
+    const notes = [];
+    if (extraNote) notes.push(notice("note", extraNote));
+    if (data.held_elsewhere) notes.push(notice("note", "Another tab is labelling this question too. Whoever saves second is " +
+      "told so, and loses nothing."));
+    if (data.cut) notes.push(notice("warning", data.cut));
+    if (data.moved) notes.push(notice("note", `${data.moved} earlier label${data.moved === 1 ? " was" : "s were"} found again by ` +
+      "their text (the documents were chunked again): check the marks."));
+    if (data.unplaced.length) {
+      notes.push(el("div", { class: "notice warning needs-relabelling" },
+        el("strong", { text: `Needs relabelling: ` }), `${data.unplaced.length} chunk${data.unplaced.length === 1 ? "" : "s"} ` +
+        "marked earlier no longer exist in the corpus (its document changed). Mark what answers the question now; the old " +
+        "text is kept in the file (unplaced_passages).",
+        el("ul", {}, ...data.unplaced.map((p) => el("li", { class: "small" }, `${p.source || ""}: ${p.text.slice(0, 160)}` +
+          (p.text.length > 160 ? "…" : ""))))));
+    }
+    const status = data.revision
+      ? `Labelled before (${data.no_relevant_chunk ? "no relevant chunk" : `${data.marked.length} marked`}, ${data.labelled_at}); saving replaces it.`
+      : "Not labelled yet.";
+    const panel = document.getElementById("label-question");
+    panel.replaceChildren(
+      el("div", { class: "question-head" },
+        el("p", { class: "label-question-text", id: "label-question-text", lang: question.language === "zh" ? "zh" : "en" }, question.query),
+        el("p", { class: "muted small" },
+          el("span", { class: `split-badge split-${question.split}`, id: "label-split", text: `${question.split} split` }),
+          ` · ${question.origin || ""} · ${status} · ${total} chunk${total === 1 ? "" : "s"}: the top ${data.pool_depth} of each retriever`)),
+      ...notes,
+      el("ol", { id: "label-pool", class: "pool", "aria-label": `chunks to judge for this question, ${total}` }, ...cards),
+      el("div", { class: "label-actions" },
+        el("label", { for: "label-note" }, "Note (n)"), note,
+        el("div", { class: "form-row" },
+          el("button", { type: "button", id: "label-save", onclick: () => saveQuestion(false) }, "Save and next (Enter)"),
+          el("button", { type: "button", id: "label-none", class: "secondary", onclick: () => saveQuestion(true) }, "None relevant (0)"),
+          el("button", { type: "button", id: "label-skip", class: "secondary", onclick: () => skipQuestion() }, "Skip (s)"))),
+      el("div", { id: "label-status", "aria-live": "polite" }));
+    for (const card of cards) current.observer.observe(card);
+    showProgress(data.progress);
+    if (!total) panel.querySelector("#label-pool").replaceWith(el("p", { class: "muted", id: "label-pool" }, "No retriever found a chunk for this question."));
+  }
+
+  function checks() {
+    return [...document.querySelectorAll("#label-pool .pool-check")];
+  }
+
+  function moveFocus(step) {
+    const boxes = checks();
+    if (!boxes.length) return;
+    let at = boxes.indexOf(document.activeElement);
+    if (at < 0 && typeof current.focusIndex === "number") at = current.focusIndex;
+    const to = at < 0 ? (step >= 0 ? 0 : boxes.length - 1) : Math.min(boxes.length - 1, Math.max(0, at + step));
+    boxes[to].focus({ preventScroll: true });
+    boxes[to].closest("li").scrollIntoView({ block: "nearest" });
+  }
+
+  function toggleFocused() {
+    const boxes = checks();
+    const box = boxes.includes(document.activeElement) ? document.activeElement : null;
+    if (box) box.click();
+    else if (boxes.length) moveFocus(1);
+  }
+
+  async function saveQuestion(noneRelevant) {
+    if (!current || current.saving) return;
+    const status = document.getElementById("label-status");
+    const relevant = checks().filter((box) => box.checked).map((box) => box.dataset.chunk);
+    if (!noneRelevant && !relevant.length) {
+      status.replaceChildren(notice("error", "Mark at least one chunk (x or a click), or press 0 if none of them answers the question."));
+      return;
+    }
+    if (noneRelevant && relevant.length) {
+      status.replaceChildren(notice("error", `${relevant.length} chunk${relevant.length === 1 ? " is" : "s are"} marked: unmark ` +
+        "them to save “none relevant”, or press Enter to save the marks."));
+      return;
+    }
+    const question = current.data.question;
+    const body = { set: labelSet, tab: tabId, id: question.id, query: question.query, relevant, no_relevant_chunk: noneRelevant,
+      note: document.getElementById("label-note").value, revision: current.data.revision,
+      seconds: Math.round(elapsedSeconds() * 10) / 10, pool: current.data.pool.map((chunk) => chunk.id), seen: [...current.seen] };
+    current.saving = true;
+    status.replaceChildren(el("p", { class: "muted" }, "Saving…"));
+    let answer;
+    try {
+      answer = await postJson("/api/label/save", body);
+    } catch (error) {
+      if (current) current.saving = false;
+      saveFailed(error, status);
+      return;
+    }
+    current.dirty = false;
+    showProgress(answer.progress);
+    refreshQueue();
+    await nextQuestion(null, answer.message);
+  }
+
+  function saveFailed(error, status) {
+    // Nothing on screen is touched: the marks and the note stay, to save again or compare.
+    if (error.kind === "conflict") {
+      for (const card of document.querySelectorAll("#label-pool li.theirs")) card.classList.remove("theirs");
+      const theirs = error.theirs;
+      let summary = "";
+      if (theirs) {
+        for (const id of theirs.marked) {
+          const card = document.querySelector(`#label-pool li[data-chunk="${id}"]`);
+          if (card) card.classList.add("theirs");
+        }
+        summary = theirs.no_relevant_chunk ? " They saved it as having no relevant chunk." :
+          ` They marked ${theirs.marked.length} chunk${theirs.marked.length === 1 ? "" : "s"} (outlined in blue).`;
+      }
+      status.replaceChildren(el("div", { class: "notice error conflict", role: "alert" }, error.message + summary, " ",
+        el("button", { type: "button", id: "label-load-theirs", class: "secondary",
+          onclick: () => openQuestion({ id: current.data.question.id }) }, "Load their labels (replaces yours on screen)")));
+    } else if (error.kind === "invalid_file") {
+      status.replaceChildren(el("div", { class: "notice error invalid-file", role: "alert" }, error.message));
+    } else {
+      status.replaceChildren(el("div", { class: "notice error", role: "alert" }, error.message +
+        (error.status === 0 ? " Your marks and note are still here: save again once it answers." : "")));
+    }
+    status.scrollIntoView({ block: "nearest" });
+  }
+
+  function skipQuestion() {
+    if (!current) return;
+    nextQuestion(current.data.question.id);
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (!current || !document.getElementById("label-pool") || event.isComposing || event.altKey) return;
+    const target = event.target;
+    if (target.id === "label-note") {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        saveQuestion(false);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        moveFocus(0);
+      }
+      return;
+    }
+    const typing = target.closest && target.closest("input:not([type=checkbox]), textarea, select, [contenteditable]");
+    if (typing || event.ctrlKey || event.metaKey) return;
+    const onCheckbox = target.classList && target.classList.contains("pool-check");
+    switch (event.key) {
+      case "j": case "ArrowDown": moveFocus(1); break;
+      case "k": case "ArrowUp": moveFocus(-1); break;
+      case "x": toggleFocused(); break;
+      case " ":
+        if (onCheckbox) return; // the checkbox toggles itself
+        toggleFocused();
+        break;
+      case "n": document.getElementById("label-note").focus(); break;
+      case "Enter":
+        if (target.closest && target.closest("button, a, summary")) return; // they act on Enter themselves
+        saveQuestion(false);
+        break;
+      case "0": saveQuestion(true); break;
+      case "s": skipQuestion(); break;
+      default: return;
+    }
+    event.preventDefault();
+  });
+
   function renderNotFound(view, path) {
-    view.replaceChildren(notice("error", `There is no page ${path} here: the UI has the search (/) and the report (/report).`));
+    view.replaceChildren(notice("error", `There is no page ${path} here: the UI has the search (/), the report (/report) and ` +
+      "the labelling view (/label)."));
   }
 
   // -- start --------------------------------------------------------------------------------------------------
