@@ -134,7 +134,12 @@ def test_the_report_is_the_run_s_files(ui_server, ui_project):
     assert sets["test"]["rows"]["finetuned"] == metrics["finetuned"]
     golden = [name for name in metrics if name.startswith("golden_test_")]
     assert golden and all(sets[name]["rows"] == {k: v for k, v in metrics[name].items() if isinstance(v, dict)} for name in golden)
-    assert report["sets"][1]["name"] == "golden_test_zh_incl_trained_passages"  # the corpus's language first
+    # The golden sets first, the corpus's language first among them; the synthetic split last, as no judge.
+    assert report["sets"][0]["name"] == "golden_test_zh_incl_trained_passages" and report["sets"][-1]["name"] == "test"
+    assert sets["test"]["verdicts"][0].startswith("Not a judge") and sets["test"]["word_overlap"] == metrics["test_word_overlap"]
+    assert report["verdict"]["judge"] == "golden_test_zh_incl_trained_passages"
+    assert report["verdict"]["lines"][0].startswith("Judged on") and report["verdict"]["notice"] is None
+    assert {block["name"] for block in report["by_overlap"]} == set(read_json(ui_project / "metrics/eval_by_overlap.json"))
     assert any("finetuned − base" in line for line in sets["golden_test_zh_incl_trained_passages"]["verdicts"])
     train = read_json(ui_project / "metrics/train.json")
     assert report["training"]["best_step"] == train["best_step"] and "golden val" in report["training"]["why"]
@@ -250,7 +255,10 @@ def test_a_missing_model_and_a_hand_edited_metric_are_named_and_the_report_still
         assert code == 503 and "models/trained is missing: run `dvc repro train`" in answer["error"]["message"]
         assert answer["error"]["stage"] == "train"
         code, report = server.get("/api/report")
-        assert code == 200 and report["sets"][0]["rows"]["finetuned"]["hit@5"] == 0.999
+        synthetic = next(block for block in report["sets"] if block["name"] == "test")
+        assert code == 200 and synthetic["rows"]["finetuned"]["hit@5"] == 0.999
+        assert report["sets"][-1]["name"] == "test"  # the golden sets first: they judge
+        assert synthetic["verdicts"][0].startswith("Not a judge")
         code, found = server.get("/api/questions?set=golden/tiny_ui")
         assert code == 200 and found["total"] == len(QUESTIONS)  # known questions need no model
         assert "Traceback" not in server.output()
