@@ -3,9 +3,10 @@
 It owns the rows of the comparison (BM25, the base model, the fine-tuned one, the seed's recipe when
 that stage trained a model, API embedding models, and the hybrid of fine-tuned and BM25), the dense
 vectors each of them needs (one pass per model, backed by the vector cache), the rankings over the
-whole corpus, the fusion choice (on the tuning set, never on a set that is reported), and the scores
-per set: metrics, paired-bootstrap intervals and the intervals of differences from BM25 and from the
-base model. What gets printed or written from these is in ``eval_report.py``.
+whole corpus, the fusion choice (on golden val, never on a set that is reported; untuned without one), the
+scores per set: metrics, paired-bootstrap intervals and the intervals of differences from BM25 and from the
+base model, and each question's word overlap with its passages, with the scores by overlap band. What gets
+printed or written from these is in ``eval_report.py``.
 """
 
 from __future__ import annotations
