@@ -12,6 +12,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from stages.lib.common.logs import setup_logging
+
 ENV_FILE = Path(".env")
 
 
@@ -38,6 +40,7 @@ def run_stage(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
             # the environment wins. Loaded before main() runs, so before the stages' lazy imports of clients
             # such as huggingface_hub, which read their settings once, at import.
             load_dotenv(ENV_FILE, override=False)
+            setup_logging(name)
             try:
                 main()
             except UserError as error:
