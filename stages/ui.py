@@ -19,6 +19,7 @@ rest of the page keeps working. No login: it listens on 127.0.0.1 unless ``--hos
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ from stages.lib.common.errors import UserError, run_stage
 
 # The pipeline's models, as `python -m stages.search` and `evaluate` read them (models/finetuned ships the same weights).
 DEFAULT_MODELS = {"base": Path("models/base"), "finetuned": Path("models/trained")}
+
+log = logging.getLogger("stages.ui")  # not __name__: run as `python -m stages.ui`, that is "__main__"
 
 
 @run_stage("ui")
@@ -55,8 +58,8 @@ def main() -> None:
     app = create_app(state, allowed_hosts=[*LOOPBACK_NAMES, args.host] if is_loopback(args.host) else None)
 
     # 3. Say what is served; check the outputs against dvc.lock while serving, until Ctrl+C.
-    print(_describe(state, args, is_loopback(args.host)), flush=True)
-    check_in_background(state, on_done=_print_stale)
+    log.info(_describe(state, args, is_loopback(args.host)))
+    check_in_background(state, on_done=_log_stale)
     import uvicorn
 
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="warning")
@@ -78,7 +81,7 @@ def _enter_project(args: argparse.Namespace) -> dict[str, Path]:
 
 def _describe(state, args: argparse.Namespace, loopback: bool) -> str:
     host = f"[{args.host}]" if ":" in args.host else args.host
-    lines = [f"[ui] {state.project}: started in {state.startup_s:.1f}s"]
+    lines = [f"{state.project}: started in {state.startup_s:.1f}s"]
     if state.retrievers is not None:
         info = state.info
         lines.append(f"  search: {len(state.corpus.chunks)} chunks; base {info['models']['base']}, fine-tuned "
@@ -97,11 +100,11 @@ def _describe(state, args: argparse.Namespace, loopback: bool) -> str:
     return "\n".join(lines)
 
 
-def _print_stale(stale) -> None:
+def _log_stale(stale) -> None:
     if not stale:
-        print("[ui] the outputs match dvc.lock", flush=True)
+        log.info("the outputs match dvc.lock")
     for problem in stale:
-        print(f"[ui] {problem.kind.upper()}: {problem.message}", flush=True)
+        log.info("%s: %s", problem.kind.upper(), problem.message)
 
 
 def _arguments() -> argparse.Namespace:

@@ -2,31 +2,36 @@
 
 * **Missing**: every output the UI reads names the stage that writes it, and the views it stops
   (``missing_outputs``): the page says so in place of that view, and the other views keep working.
-* **Stale** (``stale_outputs``): against ``dvc.lock``, the record of the last ``dvc repro``. For each stage
-  whose outputs the UI shows, the outputs, data dependencies and params it records are compared with the
-  files and ``params.yaml`` here, by DVC's own hashes (a file: the md5 of its bytes; a folder: the md5 of the
-  sorted list of its files' md5s, plus ``.dir``). A difference means that what the page shows was not computed
-  from what is here (``metrics/eval.json`` from another ``models/trained``, a param changed since): the message
-  names the file or key and the stage to rerun. Code dependencies (``stages/``) are ``dvc status``'s business:
-  code edited but not yet rerun is a developer's state, not a result that disagrees with its inputs.
+* **Stale** (``stale_outputs``): against ``dvc.lock``, the record of the last ``dvc repro``, asked of DVC itself.
+  For each stage whose outputs the UI shows, DVC's workspace status of the params, data dependencies and outputs
+  it recorded (the stages as ``dvc.yaml`` and ``dvc.lock`` define them, hashed as ``dvc status`` hashes them, with
+  the hashes its last run stored reused). A difference means that what the page shows was not computed from what
+  is here (``metrics/eval.json`` from another ``models/trained``, a param changed since): the message names the
+  file or key and the stage to rerun. Code dependencies (``stages/``) are ``dvc status``'s business: code edited
+  but not yet rerun is a developer's state, not a result that disagrees with its inputs.
 * Without a ``dvc.lock`` entry for it, the shipped model is still checked: ``models/finetuned`` must hold
   the weights of ``models/trained`` (what ``metrics/eval.json`` measured), compared by content.
 
-Nothing here writes: hashes are computed, never stored.
+Nothing in the project is written (DVC may add hashes to its own hash database outside it, as ``dvc status`` does).
 """
-
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
+import logging
+import os
+import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.lib.common.files import content_hash, file_digest
+from stages.lib.common.files import content_hash
 from stages.lib.retrieval.one_query import MODELS
 
-LOCK_FILE = Path("dvc.lock")
+log = logging.getLogger(__name__)
+
+PIPELINE_FILE, LOCK_FILE = Path("dvc.yaml"), Path("dvc.lock")
 PARAMS_FILE = Path("params.yaml")
 SEARCH, QUESTIONS, REPORT = "search", "questions", "report"
 TRAINED, SHIPPED = MODELS["finetuned"][0], Path("models/finetuned")
@@ -61,8 +66,6 @@ CHECKED_STAGES = {"corpus": (SEARCH, QUESTIONS, REPORT), "questions": (QUESTIONS
                   "train": (SEARCH, REPORT), "evaluate": (REPORT,), "model_card": ()}
 # Dependencies that are not data: code (dvc status reports it), and the params check's constant file.
 NOT_DATA = ("stages/", "data/params_checked.txt")
-# Outputs that grow by themselves between runs (persistent caches): what they hold never changes a result.
-PERSISTENT = ("data/embedding_cache", "data/llm_cache")
 
 
 @dataclass(frozen=True)
@@ -112,36 +115,101 @@ def missing_outputs(models: dict[str, Path]) -> list[Problem]:
     return problems
 
 
-# -- the stale check -------------------------------------------------------------------------------------------
+# -- the stale check: DVC's own status -------------------------------------------------------------------------
 
 
-def dvc_md5(path: Path, memo: dict[Path, str] | None = None) -> str:
-    """DVC's hash of a file (md5 of its bytes) or folder (md5 of its sorted ``{"md5", "relpath"}`` list + ``.dir``)."""
-    memo = {} if memo is None else memo
-    if path not in memo:
-        if path.is_dir():
-            entries = [{"md5": file_digest(p, "md5"), "relpath": p.relative_to(path).as_posix()}
-                       for p in sorted(path.rglob("*")) if p.is_file()]
-            entries.sort(key=lambda entry: entry["relpath"])
-            memo[path] = hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
-        else:
-            memo[path] = file_digest(path, "md5")
-    return memo[path]
+def stale_outputs(skip_stages: Iterable[str] = ()) -> list[Problem]:
+    """Each checked stage whose record in ``dvc.lock`` disagrees with the files or params here, by DVC's status."""
+    if not LOCK_FILE.is_file():
+        return [Problem(f"There is no {LOCK_FILE} here, so the outputs cannot be checked against the run that made them. "
+                        "Run `dvc repro` to make and record them.", "note", None, ())] + _shipped_weights()
+    from dvc.dvcfile import ProjectFile  # imported here: the page's other views start without DVC
+    from dvc.exceptions import DvcException
+
+    started = time.perf_counter()
+    with _open_repo() as repo:
+        try:
+            pipeline = ProjectFile(repo, os.path.abspath(PIPELINE_FILE))
+            recorded = pipeline.lockfile_contents.get("stages") or {}
+            stages = {stage.name: stage for stage in pipeline.stages.values()}
+            problems = [problem for name, views in CHECKED_STAGES.items() if name not in skip_stages
+                        for problem in _stage_problems(name, views, stages.get(name), name in recorded)]
+        except DvcException as error:  # a conflict marker, a truncated file, a bad interpolation: say so, check nothing else
+            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return [Problem(f"{PIPELINE_FILE}, {LOCK_FILE} or {PARAMS_FILE} cannot be read ({cause}): resolve it (e.g. a "
+                            "merge conflict), then run `dvc repro`.", "invalid", None, ())]
+    if "model_card" not in recorded:
+        problems.extend(_shipped_weights())
+    log.debug("the check against %s took %.2f s", LOCK_FILE, time.perf_counter() - started)
+    return problems
 
 
-def _yaml(path: Path):
-    from ruamel.yaml import YAML  # YAML 1.2, as params are read: `2e-05` is a number in both files
+@contextlib.contextmanager
+def _open_repo():
+    """The project as DVC sees it. In a DVC project DVC reuses the hashes its last run stored (sub-second on the
+    default run). A copy of a run without ``.dvc/`` is read too: DVC then hashes every file, with an empty cache
+    folder to stage folder listings in (it needs one; nothing of the project goes there), removed afterwards."""
+    from dvc.fs import localfs
+    from dvc.repo import Repo
 
-    return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    if Path(".dvc").is_dir():
+        with Repo(os.curdir) as repo:
+            yield repo
+        return
+    with tempfile.TemporaryDirectory(prefix="ui-dvc-cache-") as cache, \
+            Repo(os.path.abspath(os.curdir), fs=localfs, uninitialized=True, config={"cache": {"dir": cache}}) as repo:
+        # An absolute root and an explicit file system: else DVC roots an uninitialised repo at a relative "." or at
+        # the enclosing git repository, and no output counts as inside it.
+        yield repo
 
 
-def _param(tree, dotted: str):
-    value = tree
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _ABSENT
-        value = value[part]
-    return value
+def _stage_problems(name: str, views: tuple[str, ...], stage, recorded: bool) -> list[Problem]:
+    if stage is None:
+        return []  # not a stage of this dvc.yaml: nothing `dvc repro` could rerun
+    if not recorded:
+        if any(o.stage == name and o.path.exists() for o in OUTPUTS):
+            return [Problem(f"{LOCK_FILE} has no record of stage '{name}', so its outputs here were not made by "
+                            f"`dvc repro`: run `dvc repro {name}`.", "stale", name, views)]
+        return []
+    reasons = _differences(stage)
+    if not reasons:
+        return []
+    shown = "; ".join(reasons[:4]) + (f"; and {len(reasons) - 4} more" if len(reasons) > 4 else "")
+    return [Problem(f"Stage '{name}' is out of date: {shown}. What the page shows from it may not match the files "
+                    f"here: run `dvc repro {name}`.", "stale", name, views)]
+
+
+def _differences(stage) -> list[str]:
+    """DVC's workspace status of the stage's params, data dependencies and outputs, in dvc.lock's order (by key, by path).
+
+    ``workspace_status`` rather than ``stage.status()``: the latter also asks whether each output is in the DVC cache
+    (a copy of a run has none) and takes the repository's lock, which a ``dvc repro`` running beside the page holds."""
+    from dvc.dependency.param import ParamsDependency
+
+    reasons = []
+    params = [dep for dep in stage.deps if isinstance(dep, ParamsDependency)]
+    data = sorted((dep for dep in stage.deps if not isinstance(dep, ParamsDependency)), key=lambda dep: dep.def_path)
+    for dep in params:
+        changed = dep.workspace_status().get(str(dep)) or {}
+        if changed:
+            current, ran_with = dep.read_params(), dep.hash_info.value or {}
+            for key in sorted(changed):
+                reasons.append(f"{PARAMS_FILE} has {key}: {_show(current.get(key, _ABSENT))}, it ran with "
+                               f"{_show(ran_with.get(key, _ABSENT))}")
+    for dep in data:
+        if dep.def_path.startswith(NOT_DATA):
+            continue
+        status = dep.workspace_status().get(str(dep))
+        if status == "deleted":
+            reasons.append(f"its input {dep.def_path} is missing")
+        elif status == "modified":
+            reasons.append(f"its input {dep.def_path} is not the one it ran on")
+    for out in sorted(stage.outs, key=lambda out: out.def_path):
+        if out.persist:
+            continue  # a persistent cache grows by itself between runs; what it holds never changes a result
+        if out.workspace_status().get(str(out)) == "modified":  # "deleted" is reported as missing, by the views
+            reasons.append(f"{out.def_path} is not what it wrote")
+    return reasons
 
 
 _ABSENT = object()
@@ -149,61 +217,6 @@ _ABSENT = object()
 
 def _show(value) -> str:
     return "absent" if value is _ABSENT else json.dumps(value, ensure_ascii=False)
-
-
-def stale_outputs(skip_stages: Iterable[str] = ()) -> list[Problem]:
-    """Each checked stage whose record in ``dvc.lock`` disagrees with the files or params here (slow: hashes models)."""
-    if not LOCK_FILE.is_file():
-        return [Problem(f"There is no {LOCK_FILE} here, so the outputs cannot be checked against the run that made them. "
-                        "Run `dvc repro` to make and record them.", "note", None, ())] + _shipped_weights()
-    try:
-        stages = (_yaml(LOCK_FILE) or {}).get("stages") or {}
-        params = _yaml(PARAMS_FILE) if PARAMS_FILE.is_file() else {}
-    except Exception as error:  # a conflict marker or a truncated file: say so, check nothing else
-        return [Problem(f"{LOCK_FILE} or {PARAMS_FILE} cannot be read ({type(error).__name__}): resolve it (e.g. a merge "
-                        "conflict), then run `dvc repro`.", "invalid", None, ())]
-    memo: dict[Path, str] = {}
-    problems = []
-    for stage, views in CHECKED_STAGES.items():
-        if stage in skip_stages:
-            continue
-        record = stages.get(stage)
-        if not isinstance(record, dict):
-            if any(o.stage == stage and o.path.exists() for o in OUTPUTS):
-                problems.append(Problem(f"{LOCK_FILE} has no record of stage '{stage}', so its outputs here were not made "
-                                        f"by `dvc repro`: run `dvc repro {stage}`.", "stale", stage, views))
-            continue
-        reasons = _differences(record, params, memo)
-        if reasons:
-            shown = "; ".join(reasons[:4]) + (f"; and {len(reasons) - 4} more" if len(reasons) > 4 else "")
-            problems.append(Problem(f"Stage '{stage}' is out of date: {shown}. What the page shows from it may not match "
-                                    f"the files here: run `dvc repro {stage}`.", "stale", stage, views))
-    if "model_card" not in stages:
-        problems.extend(_shipped_weights())
-    return problems
-
-
-def _differences(record: dict, params, memo: dict[Path, str]) -> list[str]:
-    reasons = []
-    for key, recorded in ((record.get("params") or {}).get(str(PARAMS_FILE)) or {}).items():
-        current = _param(params, key)
-        if current != recorded:
-            reasons.append(f"params.yaml has {key}: {_show(current)}, it ran with {_show(recorded)}")
-    for entry in record.get("deps") or []:
-        path = Path(entry.get("path", ""))
-        if str(path).startswith(NOT_DATA) or "md5" not in entry:
-            continue
-        if not path.exists():
-            reasons.append(f"its input {path} is missing")
-        elif dvc_md5(path, memo) != entry["md5"]:
-            reasons.append(f"its input {path} is not the one it ran on")
-    for entry in record.get("outs") or []:
-        path = Path(entry.get("path", ""))
-        if str(path) in PERSISTENT or "md5" not in entry or not path.exists():
-            continue  # a missing output is reported as missing, by the views that need it
-        if dvc_md5(path, memo) != entry["md5"]:
-            reasons.append(f"{path} is not what it wrote")
-    return reasons
 
 
 def _shipped_weights() -> list[Problem]:

@@ -10,6 +10,7 @@ and the page shows its result when it comes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from stages.lib.ui.label_view import LabelDesk
 from stages.lib.ui.report import build_report
 from stages.lib.ui.run_files import QUESTIONS, SEARCH, Problem, missing_outputs, stale_outputs
 from stages.lib.ui.search_view import Corpus
+
+log = logging.getLogger(__name__)
 
 
 def load_state(project: Path, params: Params, models: dict[str, Path], threads: int) -> UiState:
@@ -66,7 +69,7 @@ def load_state(project: Path, params: Params, models: dict[str, Path], threads: 
 
 def _retrievers(chunks, params: Params, models: dict[str, Path], threads: int, problems: list[Problem]) -> Retrievers | None:
     try:
-        print(f"[ui] loading the models ({', '.join(str(p) for p in models.values())}) and the corpus vectors", flush=True)
+        log.info("loading the models (%s) and the corpus vectors", ", ".join(str(p) for p in models.values()))
         retrievers = Retrievers(chunks, params, models, label="ui")
         retrievers.load()
         import torch
