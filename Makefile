@@ -1,10 +1,13 @@
-# Quickstart:  make pipeline   (install, then `dvc repro` on the bundled default)
-#              make test       (install, then the test suite; what CI runs)
+# Quickstart:  make pipeline    (install, then `dvc repro` on the bundled default)
+#              make test-quick  (install, then the tests not marked slow: a few minutes on 2 cores;
+#                               run it while working, after each change)
+#              make test        (install, then the whole suite, slow tests included: the pipeline end to
+#                               end, training, the UI in Chromium, the servers; what CI runs, before a push)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps test-deps pipeline test lint
+.PHONY: install system-deps test-deps pipeline test test-quick lint
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -24,6 +27,11 @@ pipeline: install
 
 test: install test-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# The slow marker: tests that run `dvc repro`/`dvc exp`, a stage, training, a browser or a server
+# (tests/common/test_test_tiers.py keeps the list honest). No Chromium needed, so no test-deps.
+test-quick: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check stages tests scripts benchmarks

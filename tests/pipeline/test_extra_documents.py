@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import TINY_ZH_PARAMS, make_project, stage_run, update_params
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 EXTRA_LAW = "反分裂国家法"
 
 

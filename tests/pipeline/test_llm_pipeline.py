@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.helpers import (
     TINY_ZH_PARAMS,
     command_env,
@@ -20,6 +22,8 @@ from tests.helpers import (
     update_params,
 )
 from tests.openai_stub import StubOpenAI
+
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
 
 LLM_PARAMS = {"questions": {"generator": "llm", "llm": {"model": "stub-chat", "concurrency": 2,
                                                         "initial_backoff_s": 0.05}}}

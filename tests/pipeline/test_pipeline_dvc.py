@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers import ALL_STAGES, MINILM, copy_project, ran_every_stage, run, stages_run, update_params
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 
 @pytest.fixture(scope="module")
 def project(tiny_pipeline, tmp_path_factory):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tests.helpers import MINILM, REPO_ROOT, make_project, ran_every_stage, run
+
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
 
 
 def test_english_markdown_pipeline(tmp_path):

@@ -17,6 +17,8 @@ import pytest
 
 from tests.helpers import make_project, run, stages_run, update_params
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 GOLDEN = "data/golden/tiny.jsonl"
 PARAMS = {
     "sample": {"laws": ["中华人民共和国国歌法", "中华人民共和国契税法"]},

@@ -109,12 +109,14 @@ def project(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_plots_show_renders_offline(project, tmp_path):
     out = tmp_path / "show"
     run(["dvc", "plots", "show", "-o", str(out)], project)
     assert_offline_page_renders(out / "index.html", tmp_path)
 
 
+@pytest.mark.slow
 def test_plots_diff_renders_offline(project, tmp_path):
     loss = project / "metrics" / "train_curves" / "loss.csv"
     committed = loss.read_text(encoding="utf-8")

@@ -21,6 +21,8 @@ import pytest
 from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, wait_for_queue
 from tests.s3_server import LocalS3Server
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 BUCKET = "embedding-ft-team"
 PREFIX = "dvc"
 # Keep boto away from the machine's own AWS setup: no profile, no instance metadata.

@@ -51,6 +51,7 @@ def test_shipped_config_names_a_default_remote_without_credentials():
     assert not any(word in config for word in ("password", "keyfile", "access_key", "secret"))
 
 
+@pytest.mark.slow
 def test_push_covers_everything(team):
     _, _, alice, remote = team
     status = json.loads(run(["dvc", "data", "status", "--not-in-remote", "--json"], alice).stdout)
@@ -58,10 +59,12 @@ def test_push_covers_everything(team):
     assert any((remote / "runs").rglob("*"))  # the run-cache went too
 
 
+@pytest.mark.slow
 def test_teammate_pulls_and_has_nothing_to_run(team):
     assert_pull_brings_back_the_run(clone(team, "bob"))
 
 
+@pytest.mark.slow
 def test_ssh_remote_round_trip(team, tmp_path):
     _, _, alice, _ = team
     with LocalSSHServer(tmp_path / "sshd") as server:
@@ -80,6 +83,7 @@ def test_ssh_remote_round_trip(team, tmp_path):
     assert "keyfile" not in (carol / ".dvc/config").read_text()
 
 
+@pytest.mark.slow
 def test_shared_cache_on_one_host_links_instead_of_copying(team):
     root = team[0]
     shared = root / "shared-cache"
@@ -99,6 +103,7 @@ def test_shared_cache_on_one_host_links_instead_of_copying(team):
     assert str(weights[1].resolve()).startswith(str(shared.resolve()))
 
 
+@pytest.mark.slow
 def test_branches_compare_on_a_fresh_clone_without_remote(team):
     root, origin, alice, _ = team
     run(["git", "checkout", "-q", "-b", "fusion-k20"], alice)
@@ -127,6 +132,7 @@ def test_branches_compare_on_a_fresh_clone_without_remote(team):
     assert (rrf_k["old"], rrf_k["new"], rrf_k["diff"]) == (60, 20, -40)
 
 
+@pytest.mark.slow
 def test_queued_experiments_run_in_parallel_and_sort_by_metric(team):
     _, _, alice, _ = team
     # Only `evaluate` reads this param: each queued run is quick, and its float must stay a float.

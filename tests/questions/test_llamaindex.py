@@ -14,6 +14,8 @@ from tests.helpers import TINY_ZH_PARAMS, make_project, repository_params, stage
 from tests.openai_stub import Scripted, StubOpenAI
 from tests.questions.test_llm import CHUNKS
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 PARAMS = repository_params().questions.llm.model_copy(update={"timeout_s": 5.0})
 
 

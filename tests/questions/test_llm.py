@@ -75,6 +75,7 @@ def test_val_and_test_chunks_ask_for_questions_in_a_users_words_under_their_own_
     assert prompt_version(train) == PROMPT_VERSION != prompt_version(val) == prompt_version(test) == EVAL_PROMPT_VERSION
 
 
+@pytest.mark.slow
 def test_happy_path_then_rerun_sends_nothing(stub, tmp_path):
     first = generate(tmp_path)
     assert stub.chat_requests == len(CHUNKS) and stub.max_in_flight <= FAST.concurrency
@@ -87,6 +88,7 @@ def test_happy_path_then_rerun_sends_nothing(stub, tmp_path):
     assert second.queries == first.queries and second.stats["llm_requests_from_store"] == len(CHUNKS)
 
 
+@pytest.mark.slow
 def test_rate_limit_honours_retry_after(stub, tmp_path):
     stub.script = [Scripted(429, raw_body='{"error": {"message": "rate limited"}}', headers={"Retry-After": "1"})]
     started = time.perf_counter()
@@ -95,6 +97,7 @@ def test_rate_limit_honours_retry_after(stub, tmp_path):
     assert run.stats["llm_retries_this_run"] == 1 and stub.chat_requests == 2
 
 
+@pytest.mark.slow
 def test_server_errors_and_timeouts_are_retried(stub, tmp_path):
     stub.script = [Scripted(500, raw_body="{}"), Scripted(503, raw_body="{}"), Scripted(delay=3.0)]
     run = generate(tmp_path, params=FAST.model_copy(update={"timeout_s": 1.0, "concurrency": 1}), chunks=CHUNKS[:2])
@@ -102,6 +105,7 @@ def test_server_errors_and_timeouts_are_retried(stub, tmp_path):
     assert len(run.queries["train"]) + len(run.queries.get("val", [])) > 0
 
 
+@pytest.mark.slow
 def test_malformed_and_chatty_content(stub, tmp_path):
     stub.script = [Scripted(content="Sure! Here are the questions:\n1. 证券公司的交易记录要保存几年？\n2. 交易记录 保存"),
                    Scripted(status=200, raw_body="this is not json")]
@@ -111,6 +115,7 @@ def test_malformed_and_chatty_content(stub, tmp_path):
     assert run.stats["llm_retries_this_run"] == 1  # the malformed body was retried
 
 
+@pytest.mark.slow
 def test_exhausted_retries_keep_what_succeeded(stub, tmp_path):
     stub.script = [Scripted(500, raw_body="{}")] * 2
     params = FAST.model_copy(update={"max_attempts": 2, "concurrency": 1})
@@ -121,6 +126,7 @@ def test_exhausted_retries_keep_what_succeeded(stub, tmp_path):
     assert stub.chat_requests == sent + 1 and run.stats["llm_requests_from_store"] == 2
 
 
+@pytest.mark.slow
 def test_bad_key_stops_at_once_without_leaking_it(stub, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-that-must-not-leak-000000")
     with pytest.raises(UserError) as caught:
@@ -137,6 +143,7 @@ def test_missing_key_is_a_clear_error(tmp_path, monkeypatch):
         generate(tmp_path)
 
 
+@pytest.mark.slow
 def test_unknown_model_stops_at_once(stub, tmp_path):
     not_found = '{"error": {"message": "The model `nope` does not exist", "code": "model_not_found"}}'
     stub.script = [Scripted(404, raw_body=not_found)] * 50
@@ -146,6 +153,7 @@ def test_unknown_model_stops_at_once(stub, tmp_path):
     assert stub.chat_requests == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("status", "setting"), [(400, "questions.llm"), (403, "OPENAI_API_KEY")])
 def test_refused_requests_stop_after_one_request_and_name_the_setting(stub, tmp_path, status, setting):
     body = f'{{"error": {{"message": "refused with {status}"}}}}'
@@ -158,6 +166,7 @@ def test_refused_requests_stop_after_one_request_and_name_the_setting(stub, tmp_
     assert stub.chat_requests == 1  # no retry, nothing sent after it
 
 
+@pytest.mark.slow
 def test_retry_after_as_an_http_date_is_honoured(stub, tmp_path):
     when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: a wait of 1 to 2 s
     stub.script = [Scripted(429, raw_body='{"error": {"message": "slow down"}}', headers={"Retry-After": when})]
@@ -167,6 +176,7 @@ def test_retry_after_as_an_http_date_is_honoured(stub, tmp_path):
     assert run.stats["llm_retries_this_run"] == 1 and stub.chat_requests == 2
 
 
+@pytest.mark.slow
 def test_a_very_long_retry_after_is_capped_at_the_longest_back_off(stub, tmp_path):
     policy = RetryPolicy(max_attempts=4, initial_backoff_s=0.05, max_backoff_s=2.0)
     assert policy.delay(1, retry_after=3600.0, rng=random.Random(0)) == 2.0

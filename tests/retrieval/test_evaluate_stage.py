@@ -12,6 +12,8 @@ from stages.lib.documents.lexical_overlap import band_of, word_overlap
 from stages.lib.models.sources import packaged_model_dir
 from tests.helpers import make_project, stage_run
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 PARAMS = {
     "model": {"max_seq_length": 64},
     # Hand-made question files and no chunks.jsonl: no golden set (they need chunks to resolve their labels).

@@ -142,6 +142,7 @@ def test_golden_sets_may_be_named_by_a_pattern_and_a_set_about_other_documents_i
     assert is_about(articles, {"anything.pdf"})  # no document named: about any corpus
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("law", "golden_file", "articles"), [
     ("中华人民共和国证券法", "securities_law.jsonl", 226),
     ("中华人民共和国劳动合同法", "labor_contract_law.jsonl", 98),

@@ -4,8 +4,12 @@ import json
 import re
 import shutil
 
+import pytest
+
 from stages.lib.common.files import read_json
 from tests.helpers import copy_project, run, stage_run
+
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
 
 
 def _search(project, *args):

@@ -183,6 +183,7 @@ def test_memory_only_cache_writes_nothing(tmp_path, monkeypatch):
     assert len(cache) == len(TEXTS) and list(tmp_path.iterdir()) == [] and not cache.compact()
 
 
+@pytest.mark.slow
 def test_api_embedding_models_keep_their_own_cache_next_to_the_local_ones(tmp_path):
     from stages.lib.common.endpoint import Endpoint
     from stages.lib.retrieval.api_embeddings import CachedAPIEmbedder

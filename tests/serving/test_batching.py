@@ -17,6 +17,8 @@ import pytest
 from stages.lib.serving.server import ServerSettings, create_app
 from tests.serving.fixtures import Background, cosines, english_golden_questions, prompted_minilm
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 
 class Recording:
     """The real encoder, recording each call's texts; ``gate`` (when set) holds calls until it opens."""

@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import REPO_ROOT, command_env
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 
 def _serve(cwd: Path, *flags: str) -> subprocess.CompletedProcess:
     # From an empty project folder: the default model paths are relative to it, as to the repository root.

@@ -23,6 +23,8 @@ from tests.helpers import REPO_ROOT, command_env
 from tests.local_servers import free_port, wait_until_listening
 from tests.serving.fixtures import cosines, english_golden_questions, prompted_minilm
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 KEY = "sk-test-3f9a1c0e7d2b4a66"  # what .env holds; must never show up in the server's output
 WRONG_KEY = "sk-wrong-77e0d1b2c3a4f5e6"
 MAX_INPUTS, MAX_TOKENS = 64, 1024  # small caps (flags) so the tests need no huge requests

@@ -10,6 +10,8 @@ import pytest
 from stages.lib.serving.server import ServerSettings, create_app
 from tests.serving.fixtures import Background, cosines, prompted_minilm
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 TEXTS = ["Can my broker lend my shares to someone else?", "margin call deadline", "word " * 400]  # the last one is cut
 
 

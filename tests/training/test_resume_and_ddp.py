@@ -20,6 +20,8 @@ import pytest
 from stages.lib.models.hardware import cpu_has_native_bf16
 from tests.helpers import command_env, copy_project, run, update_params
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 WEIGHTS = "models/trained/model.safetensors"
 
 

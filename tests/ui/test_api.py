@@ -23,6 +23,8 @@ from stages.lib.common.files import read_json, read_jsonl
 from tests.helpers import REPO_ROOT, TINY_ZH_PARAMS, command_env, run, update_params
 from tests.ui.conftest import QUESTIONS, broken_copy, start_ui, stop_ui
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 RETRIEVERS = ["base", "finetuned", "bm25", "hybrid"]
 
 

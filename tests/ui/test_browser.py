@@ -38,6 +38,7 @@ def column_results(page) -> dict[str, list[dict]]:
             marked: [...result.querySelectorAll('mark')].map(mark => mark.textContent)}))]))""")
 
 
+@pytest.mark.slow
 def test_a_question_in_the_address_fills_four_columns_with_real_chunks(page, ui_server, ui_project):
     question = "买房子的契税税率是多少"
     page.goto(f"{ui_server.url}/?q={quote(question)}&k=4")
@@ -54,6 +55,7 @@ def test_a_question_in_the_address_fills_four_columns_with_real_chunks(page, ui_
     shot(page, "search-question")
 
 
+@pytest.mark.slow
 def test_typing_a_question_and_pressing_enter_searches_and_makes_a_link(page, ui_server):
     page.goto(ui_server.url + "/")
     page.fill("#q", "国歌可以用在广告里吗")
@@ -64,6 +66,7 @@ def test_typing_a_question_and_pressing_enter_searches_and_makes_a_link(page, ui
     assert all(len(results) == 2 for results in column_results(page).values())
 
 
+@pytest.mark.slow
 def test_picking_a_golden_question_marks_its_labelled_chunk_with_evaluate_s_ranks(page, ui_server, ui_project):
     rows = {row["id"]: row for row in read_jsonl(ui_project / "data/eval/per_query.jsonl")
             if row["set"] == "golden_test_zh_incl_trained_passages"}
@@ -90,6 +93,7 @@ def test_picking_a_golden_question_marks_its_labelled_chunk_with_evaluate_s_rank
     shot(page, "search-golden-question")
 
 
+@pytest.mark.slow
 def test_the_report_shows_metrics_eval_json_and_a_row_leads_to_its_question(page, ui_server, ui_project):
     metrics = read_json(ui_project / "metrics/eval.json")
     page.goto(ui_server.url + "/report")
@@ -138,6 +142,7 @@ def test_the_report_shows_metrics_eval_json_and_a_row_leads_to_its_question(page
     page.wait_for_selector("table.metrics")  # back to the report
 
 
+@pytest.mark.slow
 def test_bad_input_is_explained_on_the_page(page, ui_server):
     page.goto(ui_server.url + "/")
     page.fill("#q", "   ")
@@ -157,6 +162,7 @@ def test_bad_input_is_explained_on_the_page(page, ui_server):
     page.wait_for_selector(".column .result")  # still serving
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/?set=golden/tiny_ui&qid=ui-4&k=3", "/report"])
 def test_readable_on_a_phone_s_width(browser, ui_server, path):
     opened = Page(browser, ui_server.url, width=390, height=844)
@@ -171,6 +177,7 @@ def test_readable_on_a_phone_s_width(browser, ui_server, path):
         opened.close()
 
 
+@pytest.mark.slow
 def test_a_missing_model_is_explained_on_the_page_and_the_report_still_shown(browser, ui_project, tmp_path):
     project = broken_copy(ui_project, tmp_path / "run", without=("models/trained",))
     server = start_ui(project, tmp_path / "ui.log")

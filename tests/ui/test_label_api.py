@@ -17,6 +17,8 @@ from stages.lib.retrieval.golden import load_golden, resolve
 from tests.helpers import repository_params
 from tests.ui.conftest import broken_copy, start_ui, stop_ui
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 LABELLING = repository_params().labelling
 QUESTIONS = ["契税的税率是多少", "买车要交哪个税", "国歌能不能用在商业广告里", "继承房产需要交契税吗", "学校要教学生唱国歌吗"]
 

@@ -21,6 +21,8 @@ from stages.lib.retrieval.golden import load_golden, resolve
 from tests.helpers import copy_project, run, update_params
 from tests.ui.conftest import GOLDEN, Page, shot
 
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
+
 
 @pytest.fixture
 def tab(browser, label_server):

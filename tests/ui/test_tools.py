@@ -8,8 +8,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO_ROOT, command_env, run
 from tests.ui.conftest import GOLDEN
+
+pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
 
 
 def _run(args: list[str], cwd) -> subprocess.CompletedProcess:
