@@ -13,7 +13,8 @@ set"). The selected checkpoint is then mixed with the base model in weight
 space (WiSE-FT: alpha x fine-tuned + (1 - alpha) x base), with the
 ``train.wise_ft_alphas`` value that scores best on golden val (alpha 1 without
 one). The loss
-and validation curves go to ``metrics/train_curves/`` for ``dvc plots``.
+and validation curves, and the selection, are logged with DVCLive to ``metrics/train_live/`` (``dvc plots``,
+``dvc exp show``).
 Queries and passages are encoded after the model's prompts
 (``model.query_prompt`` / ``model.document_prompt``), which are saved with the
 model. If the base tokenizer maps too much of the corpus to ``[UNK]``, the
@@ -22,6 +23,7 @@ vocabulary is extended first and the extended tokenizer is saved with the model.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -43,19 +45,23 @@ from stages.lib.training.checkpoints import (
     resume_point,
 )
 from stages.lib.training.distributed import is_launched_worker, launch_workers, world_rank
-from stages.lib.training.inputs import BASE_DIR, INPUT_FILES, VAL_METRIC, VAL_PREFIX, build_inputs, check_batch_split, require_inputs
-from stages.lib.training.outcome import training_metrics, write_curves
+from stages.lib.training.inputs import build_inputs, check_batch_split, require_inputs
+from stages.lib.training.locations import BASE_DIR, INPUT_FILES
+from stages.lib.training.outcome import Outcome, closing_lines, log_selection, training_metrics
 from stages.lib.training.pairs import write_training_pairs
 from stages.lib.training.saved_model import save_selected_model
+from stages.lib.training.validation import VAL_METRIC
 from stages.lib.training.weight_ensembling import ensemble_with_base
 
 OUTPUT_DIR = Path("models/trained")  # shipped as models/finetuned, with its card (stage model_card)
 WORK_ROOT = Path("models/.train-work")  # checkpoints; ignored by git and DVC
 METRICS_FILE = Path("metrics/train.json")
-CURVES_DIR = Path("metrics/train_curves")
+LIVE_DIR = Path("metrics/train_live")  # DVCLive: the curves (plots/metrics/*.tsv) and their summary (metrics.json)
 # The pipeline's code is part of the checkpoint fingerprint: all of it, so no module the stage
 # reads (directly or not) can change under a resumed run; an unrelated edit costs only a restart.
 CODE_DIR = Path("stages")
+
+log = logging.getLogger(__name__)
 
 
 @run_stage("train")
@@ -68,15 +74,16 @@ def main() -> None:
     # 1. Hardware: resolved here, recorded in the metrics, never written into params.
     hardware = resolve_hardware(params.compute.device, params.compute.precision, params.train.processes)
     check_batch_split(params.train.batch_size, hardware.processes)
+    # 2. Several processes: relaunch this stage under torchrun, which runs step 3 in each.
     if hardware.processes > 1 and not is_launched_worker():
-        print(f"[train] launching {hardware.processes} data-parallel processes on {hardware.device} through torchrun",
-              flush=True)
+        log.info(f"launching {hardware.processes} data-parallel processes on {hardware.device} through torchrun")
         code = launch_workers("stages.train", hardware.processes)
         if code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt
         if code:
             sys.exit(code)
         return
+    # 3. Train (this process's share).
     train(params, hardware)
 
 
@@ -85,31 +92,27 @@ def train(params: Params, hardware: Hardware) -> None:
     import torch
     from transformers import set_seed
 
-    from stages.lib.training.trainer import build_trainer
+    from stages.lib.training.trainer import TrainerSettings, build_trainer
 
     writer = world_rank() == 0
-    say = print if writer else (lambda *args, **kwargs: None)
     _quiet_other_ranks(writer)
     set_seed(params.train.seed)
     if hardware.device == "cpu":
         torch.set_num_threads(cpu_threads())
 
-    # 1. Build: data, model (vocabulary extended if needed), the checkpoint to resume from.
+    # 1. Build: the checkpoint to resume from, the data, the model (vocabulary extended if needed), the Trainer.
     require_inputs()
     key = fingerprint(fingerprint_settings(params, hardware), files=[*INPUT_FILES, *sorted(CODE_DIR.rglob("*.py"))],
                       folders=[BASE_DIR])
-    work, resume = resume_point(WORK_ROOT, key, writer, say)
-    built = build_inputs(params, hardware, say)
-    say(f"[train] [UNK] rate {built.coverage_before:.1%} -> {built.coverage_after:.1%} ({built.tokens_added} tokens added); "
-        f"{built.n_pairs} training pairs (of {built.n_pairs_available}), validation on {built.val_queries} queries "
-        f"x {built.val_corpus} chunks; {hardware.device}, {hardware.precision}, {hardware.processes} process(es)")
-    say(f"[train] {built.prompts.describe()}; " + (
-        f"model selection on {built.val_source}, the base model (step 0) included" if built.chooses else
-        f"no golden val about this corpus: the final step is kept ({built.val_source} is scored for the curve only; "
-        "synthetic questions are not a judge)"))
-    trainer, keeper = build_trainer(built.model, built.train_data, built.evaluator, params.train, hardware, work,
-                                    vocabulary_extended=built.tokens_added > 0, val_metric=VAL_METRIC, is_writer=writer,
-                                    prompts=built.prompts, resuming=resume is not None, choose_best=built.chooses)
+    work, resume = resume_point(WORK_ROOT, key, writer)
+    built = build_inputs(params, hardware)
+    for line in built.describe(hardware):
+        log.info(line)
+    setup = build_trainer(built.model, built.train_data, built.validation.evaluator, TrainerSettings(
+        params=params.train, hardware=hardware, work=work, is_writer=writer,
+        vocabulary_extended=built.vocabulary.tokens_added > 0, prompts=built.prompts, resuming=resume is not None,
+        choose_best=built.validation.chooses, live_dir=LIVE_DIR))
+    trainer, keeper = setup.trainer, setup.keeper
 
     # 2. Run.
     started = time.perf_counter()
@@ -118,39 +121,34 @@ def train(params: Params, hardware: Hardware) -> None:
     except KeyboardInterrupt:
         last = latest_complete_checkpoint(work)
         where = f"the checkpoint {last}" if last else "the start (no checkpoint was written yet)"
-        say(f"\n[train] interrupted at step {trainer.state.global_step}; `dvc repro` resumes from {where}.")
+        log.info(f"interrupted at step {trainer.state.global_step}; `dvc repro` resumes from {where}.")
         raise
     train_seconds = time.perf_counter() - started
     if trainer.state.global_step == 0:
         raise UserError("Training took no step: the batch sampler could not fill one batch of 'train.batch_size' "
-                        f"({params.train.batch_size}) from {built.n_pairs} pairs. Lower 'train.batch_size'.")
+                        f"({params.train.batch_size}) from {built.pairs.used} pairs. Lower 'train.batch_size'.")
+    if not built.validation.chooses:
+        keeper.keep_final(trainer.state.global_step)
+    if not writer:
+        return
 
     # 3. Weight-space ensembling with the base model (rank 0): the alpha of train.wise_ft_alphas best on golden val
     #    (without one, alpha 1: nothing to choose on).
-    if not built.chooses:
-        keeper.keep_final(trainer.state.global_step)
-    if writer:
-        ensemble = ensemble_with_base(trainer.model, keeper, built.evaluator if built.chooses else None,
-                                      params.train.wise_ft_alphas, VAL_METRIC, BASE_DIR, work / BEST_DIR, say,
-                                      built.val_source)
+    validation = built.validation
+    ensemble = ensemble_with_base(trainer.model, keeper, validation.evaluator if validation.chooses else None,
+                                  params.train.wise_ft_alphas, VAL_METRIC, BASE_DIR, work / BEST_DIR, validation.source)
 
-    # 4. Report (rank 0): the selected model (ensembled or not), the curves, the metrics; then drop the checkpoints.
-    if writer:
-        save_selected_model(trainer.model, keeper, work, OUTPUT_DIR, weights_mixed=ensemble.mixes_weights)
-        loss_rows = write_curves(CURVES_DIR, trainer.state.log_history, VAL_PREFIX)
-        write_training_pairs(built.train_data.to_dict())
-        resumed_from = checkpoint_step(resume) if resume else 0
-        write_json(METRICS_FILE, training_metrics(params, hardware, built, trainer, keeper, ensemble, loss_rows,
-                                                  resumed_from, train_seconds))
-        shutil.rmtree(work, ignore_errors=True)
-        kept = (f"best {built.val_source} NDCG@10 {keeper.best_score or float('nan'):.3f} at step {keeper.best_step}"
-                if built.chooses else f"kept the final step ({built.val_source} NDCG@10 "
-                                      f"{keeper.best_score or float('nan'):.3f}, for the curve only)")
-        print(f"[train] {built.n_pairs} pairs x {params.train.epochs} epochs, {trainer.state.global_step} steps in "
-              f"{train_seconds:.0f}s; {kept}")
-        if keeper.best_step == 0:
-            print(f"[train] no fine-tuned step beat the base model on {built.val_source}: {OUTPUT_DIR} is the base "
-                  "model itself (with its prompts). Fine-tuning did not help with this data and recipe.")
+    # 4. Report (rank 0): the selected model (ensembled or not), the pairs, the metrics, the selection beside the
+    #    curves; then drop the checkpoints.
+    save_selected_model(trainer.model, keeper, work, OUTPUT_DIR, weights_mixed=ensemble.mixes_weights)
+    write_training_pairs(built.train_data.to_dict())
+    outcome = Outcome(params=params, hardware=hardware, built=built, setup=setup, ensemble=ensemble,
+                      resumed_from=checkpoint_step(resume) if resume else 0, train_seconds=train_seconds)
+    write_json(METRICS_FILE, training_metrics(outcome))
+    log_selection(outcome)
+    shutil.rmtree(work, ignore_errors=True)
+    for line in closing_lines(outcome, OUTPUT_DIR):
+        log.info(line)
 
 
 def _quiet_other_ranks(writer: bool) -> None:

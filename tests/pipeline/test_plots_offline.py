@@ -118,12 +118,12 @@ def test_plots_show_renders_offline(project, tmp_path):
 
 @pytest.mark.slow
 def test_plots_diff_renders_offline(project, tmp_path):
-    loss = project / "metrics" / "train_curves" / "loss.csv"
+    loss = project / "metrics" / "train_live" / "plots" / "metrics" / "train" / "loss.tsv"  # DVCLive's series
     committed = loss.read_text(encoding="utf-8")
     header, *rows = committed.strip().splitlines()
-    columns = header.split(",")
+    columns = header.split("\t")
     try:  # a changed workspace curve, so the diff page has two revisions to draw
-        changed = [",".join(v if c == "step" else str(float(v) * 0.5) for c, v in zip(columns, row.split(","), strict=True))
+        changed = ["\t".join(v if c == "step" else str(float(v) * 0.5) for c, v in zip(columns, row.split("\t"), strict=True))
                    for row in rows]
         loss.write_text("\n".join([header, *changed]) + "\n", encoding="utf-8")
         out = tmp_path / "diff"

@@ -77,8 +77,7 @@ def test_a_few_steps_train_the_model_and_leave_the_guide_as_it_was(tmp_path, los
     from datasets import Dataset
     from sentence_transformers.sentence_transformer.losses import CachedGISTEmbedLoss, GISTEmbedLoss
 
-    from stages.lib.training.inputs import VAL_METRIC
-    from stages.lib.training.trainer import GIST_TEMPERATURE, build_trainer
+    from stages.lib.training.trainer import GIST_TEMPERATURE, TrainerSettings, build_trainer
     from stages.lib.training.vocab import extend_vocabulary, measure_coverage
 
     pairs = ZH_PAIRS if chinese_with_new_tokens else EN_PAIRS
@@ -94,9 +93,9 @@ def test_a_few_steps_train_the_model_and_leave_the_guide_as_it_was(tmp_path, los
         # duplicate-free batch, and 8 rows could then not fill two.
         columns["negative"] = [f"{passage} (2)" for passage in columns["positive"][1:] + columns["positive"][:1]]
     params = _train_params(loss_name)
-    trainer, _ = build_trainer(model, Dataset.from_dict(columns), None, params, Hardware("cpu", "fp32"), tmp_path / "work",
-                               vocabulary_extended=added > 0, val_metric=VAL_METRIC, is_writer=True, prompts=PROMPTS,
-                               guide_dir=packaged_model_dir(MINILM))
+    settings = TrainerSettings(params=params, hardware=Hardware("cpu", "fp32"), work=tmp_path / "work",
+                               vocabulary_extended=added > 0, prompts=PROMPTS, guide_dir=packaged_model_dir(MINILM))
+    trainer = build_trainer(model, Dataset.from_dict(columns), None, settings).trainer
     loss = trainer.loss
     assert type(loss) is {"gist": GISTEmbedLoss, "cached_gist": CachedGISTEmbedLoss}[loss_name]
     assert loss.temperature == GIST_TEMPERATURE and loss.must_retokenize == chinese_with_new_tokens

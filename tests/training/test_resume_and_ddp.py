@@ -8,7 +8,6 @@ uninterrupted single-process run is the reference.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import subprocess
 import time
@@ -23,6 +22,14 @@ from tests.helpers import command_env, copy_project, run, update_params
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
 
 WEIGHTS = "models/trained/model.safetensors"
+CURVES = Path("metrics/train_live/plots/metrics")  # DVCLive's series, one tsv per metric
+
+
+def read_curve(project: Path, name: str) -> list[tuple[int, float]]:
+    """(step, value) rows of a DVCLive series, e.g. ``train/loss``."""
+    header, *rows = (project / CURVES / f"{name}.tsv").read_text(encoding="utf-8").splitlines()
+    assert header.split("\t") == ["step", name.rsplit("/", 1)[-1]]
+    return [(int(step), float(value)) for step, value in (row.split("\t") for row in rows)]
 
 
 def read_json(path: Path) -> dict:
@@ -74,6 +81,8 @@ def test_kill_9_mid_training_then_repro_resumes_to_the_same_model(reference, tmp
     assert dvc.returncode != 0
     saved = complete_checkpoint_steps(project)
     assert saved and max(saved) < total  # killed in the middle
+    killed_curve = read_curve(project, "train/loss")
+    assert killed_curve and max(step for step, _ in killed_curve) >= max(saved)
 
     resumed = run(["dvc", "repro"], project)
     assert "resuming from models/.train-work/" in resumed.stdout
@@ -84,6 +93,13 @@ def test_kill_9_mid_training_then_repro_resumes_to_the_same_model(reference, tmp
     assert (project / WEIGHTS).read_bytes() == (source / WEIGHTS).read_bytes()
     assert read_json(project / "metrics/eval.json")["finetuned"] == read_json(source / "metrics/eval.json")["finetuned"]
     assert not (project / "models/.train-work").exists() or not any((project / "models/.train-work").iterdir())
+    # The curves: rebuilt from the checkpoint's log history, then continued; every step once, as in the unbroken run.
+    loss = read_curve(project, "train/loss")
+    assert [step for step, _ in loss] == sorted({step for step, _ in loss}) and loss[-1][0] == total
+    for name in ("train/loss", "train/learning_rate", "val/base/ndcg@10", "val/finetuned/ndcg@10", "val/finetuned/hit@5"):
+        assert read_curve(project, name) == read_curve(source, name), name
+    summary = read_json(project / "metrics/train_live/metrics.json")
+    assert summary == read_json(source / "metrics/train_live/metrics.json") and summary["step"] == total
 
 
 def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
@@ -102,8 +118,8 @@ def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
     # One model, written once.
     assert [p.name for p in (project / "models").iterdir() if p.name.startswith("trained")] == ["trained"]
     assert len(list((project / "models/trained").rglob("*.safetensors"))) == 1
-    with (project / "metrics/train_curves/loss.csv").open() as handle:
-        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    losses = [loss for _, loss in read_curve(project, "train/loss")]  # rank 0 alone logged: each step once
+    assert [step for step, _ in read_curve(project, "train/loss")] == list(range(1, len(losses) + 1))
     third = max(1, len(losses) // 3)
     assert sum(losses[-third:]) / third < sum(losses[:third]) / third  # the loss goes down
     assert metrics["best_val_ndcg@10"] > 0.2

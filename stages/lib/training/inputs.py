@@ -1,36 +1,32 @@
 """What a training run starts from: the checks that its inputs exist and its batch splits evenly, and
 ``build_inputs``, which loads the base model (vocabulary extended and token embeddings frozen as the
 params say, prompts attached), the sampled training pairs with their mined hard negatives, and the
-bounded validation evaluator that model selection scores on. Heavy libraries are imported inside the
-functions, so that a stage importing this module fails fast on a user error.
+bounded validation that model selection scores on (``validation.py``). Heavy libraries are imported inside
+the functions, so that a stage importing this module fails fast on a user error.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from stages.lib.common.errors import UserError
-from stages.lib.common.params import Params
+from stages.lib.common.params import Params, TrainParams
 from stages.lib.documents.chunk_file import CHUNKS_FILE, EXTRA_CHUNKS_FILE, load_chunks
-from stages.lib.models.hardware import Hardware, encoding_batch_size
+from stages.lib.documents.chunking import Chunk
+from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import Prompts, resolve_prompts, save_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.training.distributed import local_rank
+from stages.lib.training.locations import BASE_DIR, TRAIN_QUESTIONS, VAL_QUESTIONS
 from stages.lib.training.round_trip import RoundTrip
+from stages.lib.training.validation import Validation, validation
 
-BASE_DIR = Path("models/base")
-QUESTIONS_DIR = Path("data/questions")
-# The files a run reads besides the base model and the code. Their order is part of the checkpoint
-# fingerprint: reordering them would discard every resumable checkpoint.
-INPUT_FILES = (CHUNKS_FILE, QUESTIONS_DIR / "train.json", QUESTIONS_DIR / "val.json")
-# The Trainer's name for the scores of the "val" evaluator that ``build_inputs`` makes.
-VAL_PREFIX = "eval_val_cosine_"
-VAL_METRIC = VAL_PREFIX + "ndcg@10"
+log = logging.getLogger(__name__)
 
 
 def require_inputs() -> None:
-    for path in (QUESTIONS_DIR / "train.json", QUESTIONS_DIR / "val.json", CHUNKS_FILE):
+    for path in (TRAIN_QUESTIONS, VAL_QUESTIONS, CHUNKS_FILE):
         if not path.is_file():
             raise UserError(f"{path} is missing: run `dvc repro` so the stage that writes it runs.")
     if not BASE_DIR.is_dir():
@@ -46,60 +42,113 @@ def check_batch_split(batch_size: int, processes: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """The share of [UNK] tokens in every training text before and after the vocabulary extension."""
+
+    unk_rate_before: float
+    unk_rate_after: float
+    tokens_added: int
+    embeddings_frozen: bool
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Training pairs sampled by the budgets, and how many there were to sample from."""
+
+    used: int
+    available: int
+    extra: int  # of ``used``, from the extra training documents (train.max_extra_pairs)
+    extra_available: int
+
+
 @dataclass
 class Built:
     model: object
-    train_data: object
-    evaluator: object | None
-    n_pairs: int
-    n_pairs_available: int
-    n_pairs_extra: int  # of n_pairs, from the extra training documents (train.max_extra_pairs)
-    n_pairs_extra_available: int
-    val_queries: int
-    val_corpus: int
-    coverage_before: float
-    coverage_after: float
-    tokens_added: int
-    embeddings_frozen: bool
+    train_data: object  # a datasets.Dataset: anchor, positive (and negative) columns
     prompts: Prompts
-    val_source: str  # "golden val" or "synthetic val" (or "none")
-    chooses: bool  # the val questions choose the kept step (golden val), or only draw the curve (synthetic val)
+    vocabulary: Vocabulary
+    pairs: PairCounts
+    validation: Validation
     round_trip: RoundTrip  # which training questions the round-trip filter kept
 
+    def describe(self, hardware: Hardware) -> list[str]:
+        """What the run starts from, in the words the stage logs."""
+        v, val = self.vocabulary, self.validation
+        return [
+            f"[UNK] rate {v.unk_rate_before:.1%} -> {v.unk_rate_after:.1%} ({v.tokens_added} tokens added); "
+            f"{self.pairs.used} training pairs (of {self.pairs.available}), validation on {val.queries} queries "
+            f"x {val.corpus} chunks; {hardware.device}, {hardware.precision}, {hardware.processes} process(es)",
+            f"{self.prompts.describe()}; " + (
+                f"model selection on {val.source}, the base model (step 0) included" if val.chooses else
+                f"no golden val about this corpus: the final step is kept ({val.source} is scored for the curve only; "
+                "synthetic questions are not a judge)"),
+        ]
 
-def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
-    """The model (on its device, vocabulary extended if needed), the training pairs and the bounded val evaluator."""
+
+def build_inputs(params: Params, hardware: Hardware) -> Built:
+    """The model (on its device, vocabulary extended if needed), the training pairs and the bounded val evaluator.
+
+    The steps run in this order because two of them draw from the seeded random generator (loading the model and
+    growing its vocabulary): reordering them would change the trained weights.
+    """
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer
-
-    from stages.lib.retrieval.eval_sample import bounded_dataset
-    from stages.lib.retrieval.question_sets import golden_val
-    from stages.lib.training.pairs import budgeted_pairs, duplicate_free_shortfall
-    from stages.lib.training.round_trip import require_enough_pairs, round_trip_filter
-    from stages.lib.training.trainer import ir_evaluator
-    from stages.lib.training.vocab import extend_vocabulary, measure_coverage
 
     p = params.train
-    train_set, val_set = QADataset.load(QUESTIONS_DIR / "train.json"), QADataset.load(QUESTIONS_DIR / "val.json")
+    train_set, val_set = QADataset.load(TRAIN_QUESTIONS), QADataset.load(VAL_QUESTIONS)
     if not train_set.queries:
-        raise UserError(f"{QUESTIONS_DIR / 'train.json'} has no queries: check 'questions.train_styles'.")
+        raise UserError(f"{TRAIN_QUESTIONS} has no queries: check 'questions.train_styles'.")
+    # 1. The base model, with its prompts (every save, best model and checkpoints, carries them).
+    model, prompts = _base_model(params, hardware)
+    # 2. Round-trip filter, before the vocabulary is extended: the base ranker must be the base model, not one with
+    #    new, untrained rows.
+    chunks = load_chunks()
+    round_trip = _round_trip(train_set, chunks, p, model, prompts, hardware.precision)
+    train_set = round_trip.dataset
+    # 3. Vocabulary: extended when too much of the text is [UNK]; token embeddings frozen as the params say.
+    target_ids = {chunk.id for chunk in chunks}
+    vocabulary = _vocabulary(model, train_set, chunks, target_ids, p)
+    # 4. Training pairs within the budgets, with their hard negatives.
+    columns, pair_counts = _training_columns(model, train_set, target_ids, p, prompts, hardware.precision)
+    return Built(
+        model=model,
+        train_data=Dataset.from_dict(columns),
+        prompts=prompts,
+        vocabulary=vocabulary,
+        pairs=pair_counts,
+        # 5. The val questions that score every checkpoint.
+        validation=validation(chunks, val_set, params, hardware, prompts),
+        round_trip=round_trip,
+    )
+
+
+def _base_model(params: Params, hardware: Hardware):
+    from sentence_transformers import SentenceTransformer
+
     model_device = f"cuda:{local_rank()}" if hardware.device == "cuda" else hardware.device
     model = SentenceTransformer(str(BASE_DIR), device=model_device)
     model.max_seq_length = params.model.max_seq_length
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, BASE_DIR)
-    save_prompts(model, prompts)  # every save (best model, checkpoints) carries them
+    save_prompts(model, prompts)
+    return model, prompts
 
-    chunks = load_chunks()
-    # Before the vocabulary is extended: the base ranker must be the base model, not one with new, untrained rows.
-    round_trip = round_trip_filter(train_set, chunks, p.round_trip_filter, p.round_trip_top_k, model, prompts,
-                                   hardware.precision)
+
+def _round_trip(train_set: QADataset, chunks: list[Chunk], p: TrainParams, model, prompts: Prompts,
+                precision: str) -> RoundTrip:
+    from stages.lib.training.round_trip import require_enough_pairs, round_trip_filter
+
+    round_trip = round_trip_filter(train_set, chunks, p.round_trip_filter, p.round_trip_top_k, model, prompts, precision)
     if round_trip.ranker != "none":
-        say(round_trip.describe())
+        log.info(round_trip.describe())
     require_enough_pairs(round_trip, p.batch_size)
-    train_set = round_trip.dataset
+    return round_trip
+
+
+def _vocabulary(model, train_set: QADataset, chunks: list[Chunk], target_ids: set[str], p: TrainParams) -> Vocabulary:
+    from stages.lib.training.vocab import extend_vocabulary, measure_coverage
+
     # The corpus, then the extra training documents' chunks (train.json's corpus beyond the chunk file), then the
     # questions: the vocabulary must cover every text the model trains on.
-    target_ids = {chunk.id for chunk in chunks}
     extra_texts = [text for cid, text in train_set.corpus.items() if cid not in target_ids]
     texts = [chunk.text for chunk in chunks] + extra_texts + list(train_set.queries.values())
     before = measure_coverage(model.tokenizer, texts)
@@ -108,6 +157,14 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
     frozen = p.freeze_token_embeddings is True or (p.freeze_token_embeddings == "auto" and not added)
     if frozen:
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+    return Vocabulary(unk_rate_before=before.unknown_rate, unk_rate_after=after.unknown_rate, tokens_added=added,
+                      embeddings_frozen=frozen)
+
+
+def _training_columns(model, train_set: QADataset, target_ids: set[str], p: TrainParams, prompts: Prompts,
+                      precision: str) -> tuple[dict[str, list[str]], PairCounts]:
+    """The anchor / positive (/ negative) columns the Trainer reads, and the pair counts the metrics report."""
+    from stages.lib.training.pairs import budgeted_pairs, duplicate_free_shortfall
 
     budget = budgeted_pairs(train_set, target_ids, p.ict_mask_probability, p.seed, p.max_pairs, p.max_extra_pairs)
     anchors, positives = budget.anchors, budget.positives
@@ -118,7 +175,7 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
         )
     columns = {"anchor": anchors, "positive": positives}
     if p.hard_negatives:
-        columns["negative"] = _hard_negatives(model, train_set, anchors, positives, p, prompts, hardware.precision, say)
+        columns["negative"] = _hard_negatives(model, train_set, anchors, positives, p, prompts, precision)
     shortfall = duplicate_free_shortfall(columns, p.batch_size) if p.duplicate_free_batches else None
     if shortfall:
         distinct, needed = shortfall
@@ -129,36 +186,13 @@ def build_inputs(params: Params, hardware: Hardware, say=print) -> Built:
             + (", or set 'train.hard_negatives' to false" if p.hard_negatives else "")
             + ", or add documents."
         )
-    # Model selection on questions people wrote. Without them the generator's val split is scored for the curves
-    # only, and the run keeps its final step: synthetic questions reuse their passages' words, and on the Labor
-    # Contract Law choosing on them would have kept the base model (retrieval/question_sets.py).
-    golden = golden_val(chunks, params.evaluate.golden_sets)
-    val_source, selection_set = ("golden val", golden) if golden is not None else ("synthetic val", val_set)
-    val = (bounded_dataset(selection_set, p.max_val_queries, p.max_val_corpus, f"train.val:{p.seed}")
-           if selection_set.queries else None)
-    return Built(
-        model=model,
-        train_data=Dataset.from_dict(columns),
-        evaluator=ir_evaluator(val, "val", batch_size=encoding_batch_size("auto", hardware.device), prompts=prompts) if val else None,
-        n_pairs=len(anchors),
-        n_pairs_available=budget.own_available + budget.extra_available,
-        n_pairs_extra=budget.extra,
-        n_pairs_extra_available=budget.extra_available,
-        val_queries=len(val.queries) if val else 0,
-        val_corpus=len(val.corpus) if val else 0,
-        coverage_before=before.unknown_rate,
-        coverage_after=after.unknown_rate,
-        tokens_added=added,
-        embeddings_frozen=frozen,
-        prompts=prompts,
-        val_source=val_source if val else "none",
-        chooses=golden is not None,
-        round_trip=round_trip,
-    )
+    counts = PairCounts(used=len(anchors), available=budget.own_available + budget.extra_available, extra=budget.extra,
+                        extra_available=budget.extra_available)
+    return columns, counts
 
 
 def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: list[str], p, prompts: Prompts,
-                    precision: str, say) -> list[str]:
+                    precision: str) -> list[str]:
     """One mined negative passage per training pair, from the training chunks only (never a val or test passage)."""
     from stages.lib.training.hard_negatives import MiningWindow, document_neighbours, mine_bm25_negatives, mine_model_negatives
 
@@ -168,7 +202,7 @@ def _hard_negatives(model, train_set: QADataset, anchors: list[str], positives: 
     training_passages = {cid: train_set.corpus[cid] for ids in positives_by_query.values() for cid in sorted(ids)}
     neighbours = document_neighbours(load_chunks() + load_chunks(EXTRA_CHUNKS_FILE))
     if p.hard_negative_miner == "model":
-        say(f"[train] mining hard negatives with the base model over {len(training_passages)} training chunks")
+        log.info(f"mining hard negatives with the base model over {len(training_passages)} training chunks")
         ids_by_text = {text: cid for cid, text in training_passages.items()}
         # A masked (Inverse Cloze) positive is not a chunk's text: its query's chunk stands for it.
         positive_ids = [ids_by_text.get(text) or min(positives_by_query[anchor]) for anchor, text in zip(anchors, positives,

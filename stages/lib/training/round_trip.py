@@ -36,7 +36,7 @@ class RoundTrip:
 
     def describe(self) -> str:
         total = self.kept + self.dropped
-        return (f"[train] round-trip filter ({self.ranker}, top {self.top_k} of the training chunks): dropped "
+        return (f"round-trip filter ({self.ranker}, top {self.top_k} of the training chunks): dropped "
                 f"{self.dropped} of {total} training questions whose own chunk was not found, kept {self.kept}")
 
 

@@ -1,9 +1,12 @@
-"""Fine-tuning with the sentence-transformers Trainer."""
+"""Fine-tuning with the sentence-transformers Trainer: the loss, the training arguments (batching,
+checkpoints, validation), and the callbacks that keep the best model, schedule and time checkpoints,
+draw the progress bar and log the training curves.
+"""
 
 from __future__ import annotations
 
 import re
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -12,8 +15,8 @@ from stages.lib.common.params import TrainParams
 from stages.lib.common.progress import progress
 from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
-from stages.lib.questions.qa_dataset import QADataset
-from stages.lib.training.inputs import BASE_DIR
+from stages.lib.training.locations import BASE_DIR
+from stages.lib.training.validation import VAL_METRIC
 
 # GIST's softmax temperature: MultipleNegativesRankingLoss's scale of 20 as a temperature (sentence-transformers'
 # GIST default is 0.01), so that gist differs from mnrl by the guide's choice of negatives, not by a sharper softmax
@@ -70,27 +73,6 @@ def load_guide(guide_dir: Path, model):
     return guide.eval()
 
 
-def ir_evaluator(dataset: QADataset, name: str, batch_size: int, prompts: Prompts = NO_PROMPTS):
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    # The prompts always given as strings: None would let the evaluator pick the model's own prompt names.
-    return InformationRetrievalEvaluator(
-        queries=dataset.queries,
-        corpus=dataset.corpus,
-        relevant_docs={qid: set(docs) for qid, docs in dataset.relevant_docs.items()},
-        name=name,
-        accuracy_at_k=[1, 3, 5, 10],
-        precision_recall_at_k=[10],
-        mrr_at_k=[10],
-        ndcg_at_k=[10],
-        map_at_k=[10],
-        batch_size=batch_size,
-        show_progress_bar=False,
-        query_prompt=prompts.query,
-        corpus_prompt=prompts.document,
-    )
-
-
 def embedding_learning_rate_mapping(loss, learning_rate: float) -> dict[str, float]:
     """A ``learning_rate_mapping`` entry for the input-embedding matrix, whatever the architecture calls it."""
     embeddings = loss.model[0].auto_model.get_input_embeddings().weight
@@ -135,56 +117,73 @@ class TrainProgress(TrainerCallback):
             self.bar = None
 
 
-def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: Hardware, work: Path,
-                  vocabulary_extended: bool, val_metric: str, is_writer: bool, prompts: Prompts = NO_PROMPTS,
-                  resuming: bool = False, guide_dir: Path = BASE_DIR, choose_best: bool = True):
-    """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules.
+@dataclass(frozen=True)
+class TrainerSettings:
+    """How ``build_trainer`` sets up a run, besides the model and the data.
 
     ``resuming``: the run continues from a checkpoint, whose validation scores (the base model's, step 0, among
-    them) the best-model keeper already read from disk; none is computed again. ``guide_dir``: the guide model of
-    the gist losses. ``choose_best``: False when the evaluator's questions only draw the curve (the final step is
-    kept; see ``BestModelKeeper``).
-
-    Returns (trainer, best-model keeper).
+    them) the best-model keeper already read from disk; none is computed again. ``choose_best``: False when the
+    evaluator's questions only draw the curve (the final step is kept; see ``BestModelKeeper``). ``guide_dir``: the
+    guide model of the gist losses. ``live_dir``: DVCLive's folder for the training curves (rank 0 writes it).
     """
-    from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    params: TrainParams
+    hardware: Hardware
+    work: Path  # this run's checkpoint folder
+    is_writer: bool = True  # rank 0: the one process that writes files
+    vocabulary_extended: bool = False
+    prompts: Prompts = NO_PROMPTS
+    resuming: bool = False
+    choose_best: bool = True
+    guide_dir: Path = BASE_DIR
+    live_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """The Trainer and the callbacks whose findings the stage reads after ``train()``."""
+
+    trainer: object
+    keeper: object  # BestModelKeeper: the selected step and every step's val score
+    checkpoint_cost: object  # CheckpointCost: checkpoints written and the seconds they took
+    curves: object | None  # LiveCurves on rank 0 with a ``live_dir``, else None
+
+
+def build_trainer(model, train_data, evaluator, settings: TrainerSettings) -> TrainingSetup:
+    """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules."""
     from transformers import PrinterCallback
 
-    from stages.lib.training.checkpoints import (
-        BestModelKeeper,
-        CheckpointSchedule,
-        load_trained_weights,
-        save_steps,
-        save_trained_weights,
-    )
+    from stages.lib.training.checkpoints import BestModelKeeper, CheckpointCost, CheckpointSchedule
+    from stages.lib.training.live_curves import LiveCurves
 
-    class CheckpointTimingTrainer(SentenceTransformerTrainer):
-        """Lean checkpoints (the trained weights only, see ``checkpoints.py``), counted and timed: the cost of being
-        resumable, reported in the metrics."""
+    params = settings.params
+    # 1. The loss, and the arguments: batches, schedule, validation, checkpoints, precision.
+    loss = build_loss(model, params, distributed=settings.hardware.processes > 1, guide_dir=settings.guide_dir)
+    args = _training_arguments(len(train_data), list(train_data.column_names), loss, evaluator is not None, settings)
+    # 2. The callbacks. Order matters: the cost of a checkpoint is timed from the last callback before the save, so
+    #    CheckpointCost comes after the keeper (its best-model save is not a checkpoint's cost) and the curves.
+    keeper = BestModelKeeper(settings.work, VAL_METRIC, model, is_writer=settings.is_writer, choose=settings.choose_best)
+    curves = LiveCurves(settings.live_dir) if settings.live_dir is not None and settings.is_writer else None
+    cost = CheckpointCost()
+    callbacks = [TrainProgress(VAL_METRIC), CheckpointSchedule(params.checkpoint_minutes * 60), keeper,
+                 *([curves] if curves else []), cost]
+    # 3. The Trainer, with lean checkpoints (checkpoints.py).
+    trainer = lean_checkpoint_trainer_class()(model=model, args=args, train_dataset=train_data, loss=loss,
+                                              evaluator=evaluator, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
+    return TrainingSetup(trainer=trainer, keeper=keeper, checkpoint_cost=cost, curves=curves)
 
-        checkpoints_saved = 0
-        checkpoint_seconds = 0.0
 
-        def _save_checkpoint(self, model, trial):
-            started = time.perf_counter()
-            super()._save_checkpoint(model, trial)
-            self.checkpoints_saved += 1
-            self.checkpoint_seconds += time.perf_counter() - started
+def _training_arguments(n_pairs: int, columns: list[str], loss, validates: bool, settings: TrainerSettings):
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-            # Only ever called for a checkpoint here: the stage writes the selected model itself.
-            save_trained_weights(self.model, Path(output_dir or self.args.output_dir))
+    from stages.lib.training.checkpoints import save_steps
 
-        def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
-            if not load_trained_weights(self.model, Path(checkpoint_path)):
-                super()._load_from_checkpoint(checkpoint_path)
-
-    steps = steps_per_epoch(len(train_data), params.batch_size)
-    loss = build_loss(model, params, distributed=hardware.processes > 1, guide_dir=guide_dir)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(work),
+    params, hardware = settings.params, settings.hardware
+    steps = steps_per_epoch(n_pairs, params.batch_size)
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(settings.work),
         num_train_epochs=params.epochs,
         # The batch sampler draws global, duplicate-free batches; each process takes its share of
         # every one (split_batches), so batch_size means the same for 1 or N processes.
@@ -192,7 +191,8 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         accelerator_config={"split_batches": True},
         dataloader_drop_last=True,
         learning_rate=params.learning_rate,
-        learning_rate_mapping=embedding_learning_rate_mapping(loss, params.embedding_learning_rate) if vocabulary_extended else {},
+        learning_rate_mapping=(embedding_learning_rate_mapping(loss, params.embedding_learning_rate)
+                               if settings.vocabulary_extended else {}),
         warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         weight_decay=params.weight_decay,
         # Without it, a batch can hold the same passage twice, and one copy is then a "negative" of
@@ -200,17 +200,20 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         batch_sampler=BatchSamplers.NO_DUPLICATES if params.duplicate_free_batches else BatchSamplers.BATCH_SAMPLER,
         seed=params.seed,
         data_seed=params.seed,
-        eval_strategy="steps" if evaluator else "no",
+        eval_strategy="steps" if validates else "no",
         eval_steps=max(1, steps // params.evals_per_epoch),
         # Step 0 is the base model: a candidate in model selection like every later step. A resumed run already
         # has it (and every score up to its checkpoint); evaluating on start would re-score the checkpoint's weights.
-        eval_on_start=evaluator is not None and not resuming,
-        prompts=prompts.for_training(list(train_data.column_names)),
+        eval_on_start=validates and not settings.resuming,
+        prompts=settings.prompts.for_training(columns),
         save_strategy="steps",
         save_steps=save_steps(max(1, int(steps * params.epochs)), params.checkpoint_fraction),
         save_total_limit=2,
+        # The loss curve's resolution. Not every step: the Trainer's log history is what a checkpoint restores, so
+        # it is the one record of the curve that survives a kill; it is also the model card's training log and the
+        # source of metrics/train.json's train_loss (both would change with it).
         logging_steps=max(1, steps // 10),
-        report_to="none",
+        report_to="none",  # the curves go to DVCLive through our own callback (live_curves.py)
         use_cpu=hardware.device == "cpu",
         bf16=hardware.precision == "bf16",
         fp16=hardware.precision == "fp16",
@@ -218,17 +221,33 @@ def build_trainer(model, train_data, evaluator, params: TrainParams, hardware: H
         disable_tqdm=True,
         **_activation_checkpointing(SentenceTransformerTrainingArguments, params.gradient_checkpointing),
     )
-    keeper = BestModelKeeper(work, val_metric, model, is_writer=is_writer, choose=choose_best)
-    trainer = CheckpointTimingTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        loss=loss,
-        evaluator=evaluator,
-        callbacks=[TrainProgress(val_metric), CheckpointSchedule(params.checkpoint_minutes * 60), keeper],
-    )
-    trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
-    return trainer, keeper
+
+
+def lean_checkpoint_trainer_class():
+    """The sentence-transformers Trainer whose checkpoints hold only the trained weights (see ``checkpoints.py``).
+
+    Saving goes through ``save_model``, the public method the Trainer's checkpointing calls. Loading cannot: on
+    resume, ``Trainer.train(resume_from_checkpoint=...)`` always calls the private ``_load_from_checkpoint``, which
+    sentence-transformers implements by loading a complete model from the checkpoint folder, and no training
+    argument or callback replaces it (``save_only_model`` keeps the full weights and drops the optimizer, the
+    opposite of what resuming needs). So that one private method is overridden, and falls back to the library's
+    own for a folder without our weights file.
+    """
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from stages.lib.training.checkpoints import load_trained_weights, save_trained_weights
+
+    class LeanCheckpointTrainer(SentenceTransformerTrainer):
+        def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+            # Only ever called for a checkpoint here: the stage writes the selected model itself.
+            if self.args.should_save:
+                save_trained_weights(self.model, Path(output_dir or self.args.output_dir))
+
+        def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
+            if not load_trained_weights(self.model, Path(checkpoint_path)):
+                super()._load_from_checkpoint(checkpoint_path)
+
+    return LeanCheckpointTrainer
 
 
 def _activation_checkpointing(arguments_class, enabled: bool) -> dict:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator, Mapping
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # Scores the Trainer logs carry this prefix; the evaluator itself returns the names without it.
 TRAINER_METRIC_PREFIX = "eval_"
+
+log = logging.getLogger(__name__)
 
 
 class IncompatibleWeights(ValueError):
@@ -132,7 +135,7 @@ def _model_card_unchanged(model) -> Iterator[None]:
 
 
 def ensemble_with_base(model, keeper, evaluator, alphas: list[float], val_metric: str, base_dir: Path,
-                       selected_dir: Path, say: Callable[[str], None] = print, val_source: str = "val") -> EnsembleChoice:
+                       selected_dir: Path, val_source: str = "val") -> EnsembleChoice:
     """Choose α among ``alphas`` on ``evaluator`` and leave ``model`` holding the chosen weights.
 
     ``keeper``: the best-model keeper that selected ``selected_dir``; ``val_metric``: its metric (the Trainer's
@@ -141,11 +144,11 @@ def ensemble_with_base(model, keeper, evaluator, alphas: list[float], val_metric
     """
     if keeper.best_step is None or evaluator is None:
         if alphas != [1.0]:
-            say("[train] weight ensembling with the base model skipped: no golden val to choose alpha on (alpha 1: the trained model)")
+            log.info("weight ensembling with the base model skipped: no golden val to choose alpha on (alpha 1: the trained model)")
         return EnsembleChoice(alpha=1.0)
     if keeper.best_step == 0:
         if alphas != [1.0]:
-            say("[train] weight ensembling with the base model skipped: the base model itself was selected (alpha 0)")
+            log.info("weight ensembling with the base model skipped: the base model itself was selected (alpha 0)")
         return EnsembleChoice(alpha=0.0, score=keeper.best_score)
     candidates = sorted(set(alphas), reverse=True)
     if candidates == [1.0]:  # off: nothing compared
@@ -164,9 +167,9 @@ def ensemble_with_base(model, keeper, evaluator, alphas: list[float], val_metric
                 load_interpolation(model, base, selected, alpha, embedding_key)
                 scores[alpha] = evaluator(model)[metric]
                 what = f"{alpha:g} fine-tuned + {1 - alpha:g} base"
-            say(f"[train] weight ensembling alpha {alpha:.2f} ({what}): {val_source} NDCG@10 {scores[alpha]:.4f}")
+            log.info(f"weight ensembling alpha {alpha:.2f} ({what}): {val_source} NDCG@10 {scores[alpha]:.4f}")
     chosen = best_alpha(scores)
     load_interpolation(model, base, selected, chosen, embedding_key)
-    say(f"[train] weight ensembling: kept alpha {chosen:.2f} ({val_source} NDCG@10 {scores[chosen]:.4f}; "
+    log.info(f"weight ensembling: kept alpha {chosen:.2f} ({val_source} NDCG@10 {scores[chosen]:.4f}; "
         f"ties go to the larger alpha)")
     return EnsembleChoice(alpha=chosen, val_scores=scores, score=scores[chosen])
