@@ -78,6 +78,9 @@ def test_first_run_samples_queries_and_fills_the_cache(project):
     # No golden set: the hybrid is the untuned fusion, and the report says it has no judge, with the measured overlap.
     assert (metrics["hybrid_fusion"], metrics["hybrid_dense_weight"]) == ("rrf", 1.0)
     assert "fusion chosen on" not in output and "untuned: no golden val to choose on" in output
+    # No golden set, so no transfer either: an empty metrics file, and the log says why.
+    assert json.loads((project / "metrics/transfer.json").read_text()) == {}
+    assert "transfer: no golden set" in output and "metrics/transfer.json is empty" in output
     verdict = metrics["verdict"]
     assert verdict["judge"] == "none" and verdict["judge_questions"] == 0
     assert verdict["finetuned_vs_base"] == 0 and verdict["finetuned_vs_bm25"] == 0  # not shown

@@ -37,6 +37,20 @@ class SampleParams(_Section):
     laws: list[str] = Field(min_length=1)
     # Training material only (data/sample_extra/, read through corpus.extra_documents_dir).
     extra_laws: list[str]
+    # Judge laws rendered to data/sample_transfer/ when not in laws (nor extra_laws): the evaluate stage's transfer.
+    transfer_laws: list[str]
+
+    @field_validator("transfer_laws")
+    @classmethod
+    def _transfer_laws_named(cls, names: list[str]) -> list[str]:
+        if "ALL" in names:
+            raise ValueError("sample.transfer_laws must name laws (each with a golden set in data/golden/), not [ALL]: "
+                             "transfer is measured on another law's golden questions; [] for none")
+        blank = [name for name in names if not name.strip()]
+        if blank or len(set(names)) != len(names):
+            raise ValueError(f"sample.transfer_laws {names} holds an empty or repeated name: list each law once, "
+                             "by its exact name in the database (python -m stages.related_laws lists them)")
+        return names
 
     @model_validator(mode="after")
     def _extra_laws_apart(self) -> SampleParams:
@@ -298,6 +312,9 @@ class EvaluateParams(_Section):
     # Put before every query sent to an API embedding model: instruction-tuned ones (Qwen3-Embedding, E5-instruct)
     # expect one, e.g. "Instruct: Given a question, retrieve passages that answer it\nQuery: ". Documents go as they are.
     api_query_instruction: str
+    # Documents that are not the corpus (default: the sample stage's data/sample_transfer): the base and fine-tuned
+    # models searched over them with the test questions of the golden sets about them (metrics/transfer.json).
+    transfer_documents_dir: str = Field(min_length=1)
 
     @field_validator("batch_size")
     @classmethod
