@@ -4,7 +4,8 @@ The page starts whenever it can show something: a missing model stops only the s
 which pools with the same retrievers), a missing ``metrics/eval.json`` only the report, and each says which
 ``dvc repro`` stage makes what it lacks. The retrievers are built once (corpus vectors from the evaluation's
 cache, or encoded here with a progress line) and warmed up, so the first question is as fast as the next. The
-check against ``dvc.lock`` hashes the models (seconds for a large one): it runs in a thread once the page is up,
+check against ``dvc.lock`` is DVC's own status (under a second where DVC stored the hashes at its last run; seconds
+for large models when it must hash them, as in a copy without ``.dvc/``): it runs in a thread once the page is up,
 and the page shows its result when it comes.
 """
 
