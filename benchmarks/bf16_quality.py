@@ -73,13 +73,11 @@ def encode(model, texts: list[str], prompt: str, precision: str, mode: str, devi
 
 
 def measure(mode: str) -> dict:
-    import torch
-    from sentence_transformers import SentenceTransformer
 
-    from stages.lib.common.cores import cpu_threads
     from stages.lib.common.params import load_params
     from stages.lib.documents.chunk_file import load_chunks
     from stages.lib.models.hardware import resolve_device
+    from stages.lib.models.loading import load_sentence_transformer
     from stages.lib.models.prompts import resolve_prompts
     from stages.lib.retrieval.intervals import intervals, per_query
     from stages.lib.retrieval.question_sets import golden_parts, merge
@@ -87,8 +85,6 @@ def measure(mode: str) -> dict:
 
     params = load_params()
     device = resolve_device(params.compute.device)
-    if device == "cpu":
-        torch.set_num_threads(cpu_threads())
     chunks = load_chunks()
     parts = golden_parts(chunks, params.evaluate.golden_sets)
     sets = {"golden_val": merge(parts.val), **{name: merge(d) for name, d in parts.test.items() if "incl_trained" in name}}
@@ -96,8 +92,7 @@ def measure(mode: str) -> dict:
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, MODELS["base"])
     result: dict = {"cpu": cpu_name(), "device": device, "mode": mode, "models": {}}
     for name, path in MODELS.items():
-        model = SentenceTransformer(str(path), device=device)
-        model.max_seq_length = params.model.max_seq_length
+        model = load_sentence_transformer(path, device, params.model.max_seq_length)
         vectors = {}
         for precision in ("fp32", "bf16"):
             docs = encode(model, [c.text for c in chunks], prompts.document, precision, mode, device)

@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.project import write_result
 from benchmarks.train_throughput import cpu_name
+from stages.lib.retrieval.rankers import hit_at, reciprocal_rank
 
 RETRIEVERS = ("base", "finetuned", "bm25", "hybrid")
 
@@ -34,7 +35,7 @@ def per_query_values(project: Path) -> dict[str, dict[str, dict[str, float]]]:
         values = {}
         for retriever in RETRIEVERS:
             rank = row.get(f"{retriever}_rank")
-            values[retriever] = (float(rank is not None and rank <= 5), 1.0 / rank if rank and rank <= 10 else 0.0)
+            values[retriever] = (hit_at(rank, 5), reciprocal_rank(rank))
         out.setdefault(row["set"], {})[row["id"]] = values
     return out
 

@@ -37,20 +37,16 @@ def padded_tokens(lengths: list[int], batch_size: int) -> int:
 
 def measure(texts: list[str], batch_sizes: list[int], repeats: int) -> dict:
     import torch
-    from sentence_transformers import SentenceTransformer
 
-    from stages.lib.common.cores import cpu_threads
     from stages.lib.common.params import load_params
     from stages.lib.models.encoding import encode_in_precision
     from stages.lib.models.hardware import cpu_bf16_flags, resolve_hardware
+    from stages.lib.models.loading import load_sentence_transformer
     from stages.lib.models.prompts import resolve_prompts
 
     params = load_params()
     hardware = resolve_hardware(params.compute.device, params.compute.precision)
-    if hardware.device == "cpu":
-        torch.set_num_threads(cpu_threads())
-    model = SentenceTransformer("models/base", device=hardware.device)
-    model.max_seq_length = params.model.max_seq_length
+    model = load_sentence_transformer("models/base", hardware.device, params.model.max_seq_length)
     prompt = resolve_prompts(params.model.query_prompt, params.model.document_prompt, Path("models/base")).document
     lengths = [len(ids) for ids in model.tokenizer([prompt + t for t in texts], truncation=True,
                                                    max_length=params.model.max_seq_length)["input_ids"]]

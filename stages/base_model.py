@@ -6,12 +6,15 @@ to pin in ``model.revision`` for a packaged model.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 from stages.lib.common.errors import run_stage
 from stages.lib.common.params import PACKAGE_PREFIX, load_params
 from stages.lib.models.sources import materialise, packaged_revision
+
+log = logging.getLogger(__name__)
 
 OUTPUT_DIR = Path("models/base")
 
@@ -20,7 +23,7 @@ OUTPUT_DIR = Path("models/base")
 def main() -> None:
     params = load_params().model
     materialise(params.base, params.revision, OUTPUT_DIR)
-    print(f"[base_model] {params.base} @ {params.revision} -> {OUTPUT_DIR}/")
+    log.info(f"{params.base} @ {params.revision} -> {OUTPUT_DIR}/")
 
 
 if __name__ == "__main__":

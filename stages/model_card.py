@@ -10,6 +10,7 @@ write a folder. It copies rather than trains: a rerun takes seconds, and nothing
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from stages.lib.common.files import read_json, read_jsonl, replacing_directory
 from stages.lib.common.params import load_params
 from stages.lib.models.prompts import model_prompts
 from stages.lib.serving.model_card import CardInputs, build_card
+
+log = logging.getLogger(__name__)
 
 TRAINED_DIR = Path("models/trained")
 OUTPUT_DIR = Path("models/finetuned")
@@ -55,7 +58,7 @@ def main() -> None:
         (staging / CARD).write_text(card, encoding="utf-8")
 
     # 3. Report.
-    print(f"[model_card] {OUTPUT_DIR}/ = {TRAINED_DIR}/ + {CARD} ({len(card.splitlines())} lines of evidence and usage)")
+    log.info(f"{OUTPUT_DIR}/ = {TRAINED_DIR}/ + {CARD} ({len(card.splitlines())} lines of evidence and usage)")
 
 
 if __name__ == "__main__":

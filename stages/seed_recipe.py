@@ -32,6 +32,8 @@ from stages.lib.models.hardware import resolve_device  # noqa: E402
 from stages.lib.questions.qa_dataset import QADataset  # noqa: E402
 from stages.lib.training.pairs import read_training_pairs  # noqa: E402
 
+log = logging.getLogger(__name__)
+
 BASE_DIR = Path("models/base")
 OUTPUT_DIR = Path("models/seed_recipe")
 WORK_DIR = Path("models/.seed-recipe-work")
@@ -47,22 +49,22 @@ def main() -> None:
     if not params.seed_recipe.enabled:
         with replacing_directory(OUTPUT_DIR) as staging:
             (staging / "DISABLED.txt").write_text(DISABLED_NOTE, encoding="utf-8")
-        print("[seed_recipe] off (seed_recipe.enabled: false): no model, no row in the evaluation")
+        log.info("off (seed_recipe.enabled: false): no model, no row in the evaluation")
         return
 
     # 1. Build: the pairs `train` trained on (its pairs file), as the seed's dataset format.
     dataset = seed_dataset(*read_training_pairs())
     val_set = _load(QUESTIONS_DIR / "val.json")
     device = resolve_device(params.compute.device)
-    print(f"[seed_recipe] {len(dataset.queries)} pairs, batch {params.seed_recipe.batch_size}, "
-          f"{params.seed_recipe.epochs} epochs, on {device}", flush=True)
+    log.info(f"{len(dataset.queries)} pairs, batch {params.seed_recipe.batch_size}, "
+             f"{params.seed_recipe.epochs} epochs, on {device}")
 
     # 2. Run the seed's engine as it is, into a staging folder that replaces the output only when complete.
     with replacing_directory(OUTPUT_DIR) as staging:
         train_with_seed_engine(dataset, seed_dataset_from(val_set), staging, params, device)
 
     # 3. Report.
-    print(f"[seed_recipe] model in {OUTPUT_DIR}/; `evaluate` adds it as the seed_recipe row")
+    log.info(f"model in {OUTPUT_DIR}/; `evaluate` adds it as the seed_recipe row")
 
 
 def _load(path: Path) -> QADataset:

@@ -16,12 +16,15 @@ the git-ignored ``.env``; never a flag, never printed).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
 from stages.lib.common.arguments import positive_int
 from stages.lib.common.errors import UserError, run_stage
 from stages.lib.serving.address import check_listen, is_loopback
+
+log = logging.getLogger(__name__)
 
 API_KEY_VARIABLE = "EMBEDDING_API_KEY"
 # Where each backend's model is by default, and how to make it.
@@ -55,7 +58,7 @@ def main() -> None:
     app = create_app(encoder, settings)
 
     # 3. Say what is served, then serve until Ctrl+C.
-    print(_describe(encoder, folder, args, settings), flush=True)
+    log.info(_describe(encoder, folder, args, settings))
     import uvicorn
 
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
@@ -110,7 +113,7 @@ def _describe(encoder, folder: Path, args: argparse.Namespace, settings) -> str:
            f"none ({API_KEY_VARIABLE} is not set)" + ("" if loopback else
                                                       f"; WARNING: anyone who can reach {args.host} can use it"))
     return "\n".join([
-        f"[serve] {folder} on the {args.backend} backend, device {getattr(encoder, 'hardware', 'onnxruntime (CPU)')}",
+        f"{folder} on the {args.backend} backend, device {getattr(encoder, 'hardware', 'onnxruntime (CPU)')}",
         f"  models: {name} and {name}-passage (passages), {name}-query (queries); or input_type 'query' / 'passage'",
         f"  dimension {encoder.dimension}, max_seq_length {encoder.max_seq_length} tokens (longer texts truncated, as "
         f"the evaluation encoded them; above {settings.max_tokens} refused)",

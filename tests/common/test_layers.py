@@ -7,6 +7,7 @@ concerns before it. Imports inside functions count too (heavy modules are import
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 from pathlib import Path
 
 from stages.lib import LAYERS
@@ -81,3 +82,116 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "probe.py"
     module.write_text(source, encoding="utf-8")
     assert _lib_imports(module) == [(2, "stages.lib.training.trainer")]
+
+
+def import_graph(package: Path) -> dict[str, dict[str, int]]:
+    """Every module under ``package`` (a folder) -> the modules under it that it imports, each with the line of the
+    first such import. Imports inside functions count; ``from package import module`` names the module, not the
+    package; relative imports are resolved."""
+    root = package.parent
+    modules = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        modules[name] = (path, name if is_package else name.rpartition(".")[0])
+    graph: dict[str, dict[str, int]] = {}
+    for name, (path, home) in modules.items():
+        edges = graph.setdefault(name, {})
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # from . import x / from ..lib import y
+                    anchor = home.split(".")[: len(home.split(".")) - (node.level - 1)]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if target in modules and target != name:
+                    edges.setdefault(target, node.lineno)
+    return graph
+
+
+def import_circles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One circle per strongly connected group of modules (Tarjan), as ``[a, b, ..., a]``, shortest from its first
+    module in name order: a group of modules that import each other, directly or through others."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:  # recursion depth is bounded by the number of modules (a few hundred)
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, {}):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    circles = []
+    for group in sorted(groups):
+        start, members = group[0], set(group)
+        paths = {start: [start]}
+        queue = [start]
+        while queue:  # breadth first: the shortest way back to the start
+            node = queue.pop(0)
+            for target in sorted(graph[node]):
+                if target == start:
+                    circles.append([*paths[node], start])
+                    queue = []
+                    break
+                if target in members and target not in paths:
+                    paths[target] = [*paths[node], target]
+                    queue.append(target)
+    return circles
+
+
+def _describe(circle: list[str], graph: dict[str, dict[str, int]]) -> str:
+    return " -> ".join(f"{a} (line {graph[a][b]})" for a, b in pairwise(circle)) + f" -> {circle[-1]}"
+
+
+def test_no_module_imports_itself_through_others():
+    # A circle makes import order matter (a name missing while its module is half-initialised) and ties two modules
+    # into one: split out what both need. Over every stage module and the whole library, function imports included.
+    graph = import_graph(REPO_ROOT / "stages")
+    circles = import_circles(graph)
+    assert not circles, "import circles:\n" + "\n".join(_describe(circle, graph) for circle in circles)
+
+
+def test_the_circle_check_finds_a_circle_of_three_through_a_function_import(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    for name, source in {
+        "__init__.py": "",
+        "a.py": "from pkg.sub import b\n",
+        "sub/__init__.py": "",
+        "sub/b.py": "import pkg.c\n",
+        "sub/d.py": "from . import b\nfrom ..a import thing\n",  # relative: d -> b and d -> a
+        "c.py": "def later():\n    from pkg.a import thing\n",
+        "e.py": "from pkg import a\n",  # imports into the circle, but is not in it
+    }.items():
+        (package / name).write_text(source, encoding="utf-8")
+    graph = import_graph(package)
+    assert graph["pkg.sub.d"] == {"pkg.sub.b": 1, "pkg.a": 2}
+    assert import_circles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    assert _describe(import_circles(graph)[0], graph) == "pkg.a (line 1) -> pkg.sub.b (line 1) -> pkg.c (line 2) -> pkg.a"
+    (package / "c.py").write_text("def later():\n    from pkg.e import thing\n", encoding="utf-8")  # e is no circle
+    (package / "e.py").write_text("x = 1\n", encoding="utf-8")
+    assert import_circles(import_graph(package)) == []

@@ -5,7 +5,8 @@ import pytest
 
 from stages.lib.documents.law_pdf import law_database, read_laws
 from stages.lib.documents.text import bm25_tokens
-from stages.lib.retrieval.rankers import QUERY_BLOCK, BM25Index, dense_rank, retrieval_metrics, top_k
+from stages.lib.retrieval.intervals import per_query
+from stages.lib.retrieval.rankers import QUERY_BLOCK, BM25Index, dense_rank, hit_at, reciprocal_rank, retrieval_metrics, top_k
 
 
 def test_metrics_on_a_hand_computed_example():
@@ -116,3 +117,15 @@ def test_bm25_retrieves_nothing_for_a_query_without_terms_and_never_zero_score_c
     ranking = index.rank({"punct": "？！。", "stop": "的 了 和", "one": "证券"}, depth=10)
     assert ranking["punct"] == [] and ranking["stop"] == []  # a miss, not the first chunks in corpus order
     assert ranking["one"] == ["a"]  # the chunks without the term are not retrieved at all
+
+
+def test_one_query_s_terms_are_the_averages_terms_and_rank_eleven_is_worth_nothing_to_mrr():
+    assert [hit_at(rank, 5) for rank in (None, 1, 5, 6)] == [0.0, 1.0, 1.0, 0.0]
+    assert [reciprocal_rank(rank) for rank in (None, 1, 4, 10, 11)] == [0.0, 1.0, 0.25, 0.1, 0.0]
+    ranking = {"q1": [f"d{i}" for i in range(20)], "q2": ["d3", "d0"], "q3": ["d1"], "q4": []}
+    relevant = {"q1": ["d10"], "q2": ["d0"], "q3": ["d9"], "q4": ["d0"]}  # ranks 11, 2, none, none
+    averages = retrieval_metrics(ranking, relevant, [5, 20])
+    per_query_terms = per_query(ranking, relevant, list(relevant))
+    assert averages["mrr@10"] == round(per_query_terms["mrr@10"].mean(), 4) == 0.125
+    assert averages["hit@5"] == round(per_query_terms["hit@5"].mean(), 4) == 0.25
+    assert averages["hit@20"] == 0.5

@@ -116,7 +116,9 @@ def split_sentences(text: str, language: str) -> list[str]:
 
 
 @cache
-def _jieba():
+def jieba_segmenter():
+    """jieba, loaded once per process with its dictionary initialised and its start-up chatter silenced:
+    the one segmenter of every Chinese word the pipeline counts, searches or marks."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -140,7 +142,7 @@ ZH_STOPWORDS = frozenset(
 def bm25_tokens(text: str, language: str) -> list[str]:
     """Tokens for lexical retrieval: jieba words for Chinese, lower-cased words for English."""
     if language == "zh":
-        words = _jieba().lcut_for_search(text)
+        words = jieba_segmenter().lcut_for_search(text)
         tokens = [w.lower() for w in words if w.strip() and not unicodedata.category(w[0]).startswith("P")]
         return [t for t in tokens if t not in ZH_STOPWORDS]
     return [w for w in _EN_WORD.findall(text.lower()) if w not in EN_STOPWORDS]
@@ -149,7 +151,7 @@ def bm25_tokens(text: str, language: str) -> list[str]:
 def content_words(text: str, language: str) -> list[str]:
     """Words that can stand in a keyword query (no stopwords, no punctuation, no single CJK chars)."""
     if language == "zh":
-        words = _jieba().lcut(text)
+        words = jieba_segmenter().lcut(text)
         return [
             w for w in words
             if len(w) >= 2 and _CJK_CHAR.match(w[0]) and w not in ZH_STOPWORDS and not _ZH_ORDINAL.match(w)

@@ -25,6 +25,7 @@ next to our generator.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from stages.lib.questions.llm import LLMRun
 from stages.lib.questions.llm_client import make_llm
 from stages.lib.questions.qa_dataset import GeneratedQuery
 from stages.lib.questions.response_store import request_key
+
+log = logging.getLogger(__name__)
 
 SEED_QUESTIONS_PER_CHUNK = 2  # generate_qa_embedding_pairs' default
 SEED_RETRY_LIMIT = 3  # its default attempts per chunk
@@ -125,6 +128,5 @@ def _chunks_in(path: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         aside = path.with_name(path.name + ".damaged")
         path.replace(aside)
-        print(f"[questions] WARNING: {path} could not be read; moved to {aside.name}, this split starts over.",
-              flush=True)
+        log.warning(f"WARNING: {path} could not be read; moved to {aside.name}, this split starts over.")
         return 0

@@ -15,6 +15,7 @@ import numpy as np
 
 from stages.lib.common.progress import progress
 from stages.lib.models.encoding import encode_in_precision
+from stages.lib.models.loading import load_sentence_transformer
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.retrieval.vector_cache import VectorCache, text_hash
 
@@ -38,16 +39,7 @@ class LazySentenceEncoder:
         self._model = None
 
     def _load(self):
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        from stages.lib.common.cores import cpu_threads
-
-        # The cores this process may use (a container's share, not the host's count).
-        torch.set_num_threads(cpu_threads())
-        model = SentenceTransformer(str(self.model_dir), device=self.device)
-        model.max_seq_length = self.max_seq_length
-        return model
+        return load_sentence_transformer(self.model_dir, self.device, self.max_seq_length)
 
     def __call__(self, texts: list[str], prompt: str = "") -> np.ndarray:
         if self._model is None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stages.lib.retrieval.rankers import Ranking, first_relevant_rank
+from stages.lib.retrieval.rankers import Ranking, first_relevant_rank, hit_at, reciprocal_rank
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -23,10 +23,8 @@ def per_query(ranking: Ranking, relevant_docs: dict[str, list[str]], query_ids: 
     """hit@5 (0/1) and reciprocal rank within the top 10 (0 below it), one value per query, in ``query_ids`` order."""
     hit5, rr10 = np.zeros(len(query_ids)), np.zeros(len(query_ids))
     for row, qid in enumerate(query_ids):
-        rank = first_relevant_rank(ranking.get(qid, [])[:10], set(relevant_docs[qid]))
-        if rank is not None:
-            rr10[row] = 1.0 / rank
-            hit5[row] = 1.0 if rank <= 5 else 0.0
+        rank = first_relevant_rank(ranking.get(qid, []), set(relevant_docs[qid]))
+        hit5[row], rr10[row] = hit_at(rank, 5), reciprocal_rank(rank)
     return {"hit@5": hit5, "mrr@10": rr10}
 
 

@@ -9,6 +9,8 @@ that sample, from the fine-tuned vectors the stage already has.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from stages.lib.models.hardware import Hardware, autocast
@@ -16,6 +18,8 @@ from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.eval_sample import check_sample
 from stages.lib.retrieval.rankers import dense_rank, retrieval_metrics
+
+log = logging.getLogger(__name__)
 
 
 def llamaindex_hit_rate(model_dir: str, device: str, max_seq_length: int, queries: dict[str, str],
@@ -70,5 +74,5 @@ def warn_if_apart(check: dict, top_k: int) -> None:
     """Warn when the two hit rates of ``cross_check``'s result differ by more than one query of the sample."""
     theirs, ours = check[f"llamaindex_finetuned_hit@{top_k}"], check[f"ours_on_llamaindex_sample_hit@{top_k}"]
     if abs(theirs - ours) > 1.0 / check["llamaindex_sample_queries"] + 1e-9:
-        print(f"[evaluate] WARNING: llama-index retriever hit@{top_k} {theirs} differs from ours {ours} "
-              "on the same sample by more than one query")
+        log.warning(f"WARNING: llama-index retriever hit@{top_k} {theirs} differs from ours {ours} "
+                    "on the same sample by more than one query")

@@ -22,6 +22,7 @@ from stages.lib.common.files import read_json
 from stages.lib.common.params import Params
 from stages.lib.documents.chunking import Chunk
 from stages.lib.models.hardware import encoding_batch_size, resolve_hardware
+from stages.lib.models.loading import count_without_length_warning
 from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset, normalize_query
 from stages.lib.retrieval.dense_encoding import LazySentenceEncoder, encode_texts
@@ -78,11 +79,7 @@ class _Encoder(LazySentenceEncoder):
     def model(self):
         if self._model is None:
             self._model = self._load()
-            # Counting a long question's tokens is not encoding it: the tokenizer's one-time "longer than the
-            # maximum" warning would read as if the model were about to overflow (encoding truncates).
-            warned = getattr(self._model.tokenizer, "deprecation_warnings", None)
-            if isinstance(warned, dict):
-                warned["sequence-length-is-longer-than-the-specified-maximum"] = True
+            count_without_length_warning(self._model.tokenizer)  # it counts long questions' tokens
         return self._model
 
 

@@ -130,6 +130,18 @@ def first_relevant_rank(ranked: list[str], relevant: set[str]) -> int | None:
     return None
 
 
+# One query's share of the metrics, from the rank of its first relevant chunk (None: not ranked at all). Every
+# hit@k and MRR@10 of the project (the averages, the bootstrap's per-query values, export's checks) is these.
+def hit_at(rank: int | None, k: int) -> float:
+    """1.0 when a relevant chunk is in the top ``k``, else 0.0."""
+    return 1.0 if rank is not None and rank <= k else 0.0
+
+
+def reciprocal_rank(rank: int | None, depth: int = 10) -> float:
+    """1/rank of the first relevant chunk when it is in the top ``depth`` (MRR@10's term), else 0.0."""
+    return 1.0 / rank if rank is not None and rank <= depth else 0.0
+
+
 def retrieval_metrics(ranking: Ranking, relevant_docs: dict[str, list[str]], k_values: Sequence[int]) -> dict[str, float]:
     """hit@k (any relevant in top k), recall@k, MRR@10 and NDCG@10 with binary relevance, averaged over queries."""
     qids = [qid for qid in relevant_docs if qid in ranking]
@@ -141,12 +153,11 @@ def retrieval_metrics(ranking: Ranking, relevant_docs: dict[str, list[str]], k_v
     for qid in qids:
         relevant = set(relevant_docs[qid])
         ranked = ranking[qid]
+        first = first_relevant_rank(ranked, relevant)
         for k in k_values:
-            found = len(relevant.intersection(ranked[:k]))
-            totals[f"hit@{k}"] += 1.0 if found else 0.0
-            totals[f"recall@{k}"] += found / len(relevant)
-        first = first_relevant_rank(ranked[:10], relevant)
-        totals["mrr@10"] += 1.0 / first if first else 0.0
+            totals[f"hit@{k}"] += hit_at(first, k)
+            totals[f"recall@{k}"] += len(relevant.intersection(ranked[:k])) / len(relevant)
+        totals["mrr@10"] += reciprocal_rank(first)
         dcg = sum(1.0 / math.log2(i + 2) for i, cid in enumerate(ranked[:10]) if cid in relevant)
         ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
         totals["ndcg@10"] += dcg / ideal

@@ -11,6 +11,7 @@ printed or written from these is in ``eval_report.py``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from stages.lib.retrieval.intervals import intervals, per_query
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets
 from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank, retrieval_metrics
 from stages.lib.retrieval.vector_cache import VectorCache, open_model_cache
+
+log = logging.getLogger(__name__)
 
 DEPTH = 100
 TUNING = "tuning"  # the query set knobs are tuned on, encoded with the fine-tuned model only
@@ -73,7 +76,7 @@ def dense_vectors(inputs: Inputs, params: EvaluateParams, hardware: Hardware, ma
             vectors[f"api:{name}"] = encode_eval_texts(corpus_texts, _query_texts(inputs.sets.reported), embedder.encode,
                                                        VectorCache(None), f"[evaluate] encode api:{name}",
                                                        Prompts(query=params.api_query_instruction))
-        print(f"[evaluate] api:{name}: {embedder.requested_texts} texts sent, the rest from {cache_dir}/")
+        log.info(f"api:{name}: {embedder.requested_texts} texts sent, the rest from {cache_dir}/")
     return vectors, caches
 
 
@@ -121,7 +124,7 @@ def _choose_fusion(inputs: Inputs, vectors: dict[str, EvalVectors], lexical: BM2
 def _print_choice(choice: FusionChoice, tuned_on: str) -> None:
     # A progress line of the "fusion choice" phase, so it prints before that phase's timing, not in the report.
     rows = ", ".join(f"{name} MRR@10 {m['mrr@10']:.3f} hit@5 {m['hit@5']:.3f}" for name, m in choice.validation.items())
-    print(f"[evaluate] fusion chosen on {tuned_on}: {choice.fusion.describe()} ({rows})", flush=True)
+    log.info(f"fusion chosen on {tuned_on}: {choice.fusion.describe()} ({rows})")
 
 
 def scored(sets: QuestionSets, rankings: dict[str, dict[str, Ranking]], k_values: list[int]) -> dict[str, dict]:

@@ -30,6 +30,7 @@ API embedding models keep their own JSONL files at the top of the same folder
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -39,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.common.files import content_hash, write_json
+
+log = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "st-"
 SHARD_SUFFIX = ".npz"
@@ -92,8 +95,8 @@ class VectorCache:
             self.dropped_shards.append(shard.name)
             shard.unlink(missing_ok=True)
         if self.dropped_shards:
-            print(f"[evaluate] WARNING: {len(self.dropped_shards)} unreadable vector shard(s) in {self.folder} "
-                  "were dropped; their texts are encoded again.", flush=True)
+            log.warning(f"WARNING: {len(self.dropped_shards)} unreadable vector shard(s) in {self.folder} "
+                        "were dropped; their texts are encoded again.")
 
     def _take_shards(self, folder: Path) -> list[Path]:
         """Keep the vectors of every readable shard in ``folder``; return the unreadable ones."""

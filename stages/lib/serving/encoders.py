@@ -53,18 +53,13 @@ class SentenceTransformerEncoder:
     """
 
     def __init__(self, folder: Path, device: str = "auto", batch_size: int | None = None, precision: str = "auto") -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        from stages.lib.common.cores import cpu_threads
         from stages.lib.models.hardware import encoding_batch_size, resolve_hardware
+        from stages.lib.models.loading import count_without_length_warning, load_sentence_transformer
 
         hardware = resolve_hardware(device, precision)
         self.device, self.precision = hardware.device, hardware.precision
         self.hardware = hardware.describe()
-        if self.device == "cpu":
-            torch.set_num_threads(cpu_threads())  # the cores this process may use (a container's share)
-        self._model = SentenceTransformer(str(folder), device=self.device)
+        self._model = load_sentence_transformer(folder, self.device)  # with the folder's own max_seq_length
         # Texts per forward pass, after sentence-transformers sorts a call's texts by length: 8 on a CPU, where small
         # passes pad little and stay in cache (a request's few texts pad most: six calls of 36 random law articles
         # took 5.5 s at 8 per pass, 12 s at 32), wide on a GPU (models/hardware.py).
@@ -76,11 +71,7 @@ class SentenceTransformerEncoder:
         self.query_prompt = prompts.get("query") or ""
         # The prompt encode_document itself picks: the first of its names that the model has.
         self.document_prompt = next((prompts[n] or "" for n in DOCUMENT_PROMPT_NAMES if n in prompts), "")
-        # Counting is not encoding: the tokenizer's one-time "longer than the maximum" warning on the first
-        # long text counted would read as if the model were about to overflow (encoding truncates).
-        warned = getattr(self._model.tokenizer, "deprecation_warnings", None)
-        if isinstance(warned, dict):
-            warned["sequence-length-is-longer-than-the-specified-maximum"] = True
+        count_without_length_warning(self._model.tokenizer)  # count_tokens counts texts of any length
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(self._model.encode_query, texts)

@@ -26,7 +26,7 @@ from stages.lib.models.prompts import Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.eval_sample import cap_queries, seeded_sample
 from stages.lib.retrieval.question_sets import golden_parts, merge
-from stages.lib.retrieval.rankers import dense_rank, first_relevant_rank, retrieval_metrics
+from stages.lib.retrieval.rankers import dense_rank, first_relevant_rank, hit_at, retrieval_metrics
 
 PYTORCH, ONNX, ONNX_INT8 = "pytorch", "onnx", "onnx_int8"
 BACKENDS = (PYTORCH, ONNX, ONNX_INT8)
@@ -104,8 +104,7 @@ def retrieval_quality(dataset: QADataset, vectors: Vectors) -> tuple[dict[str, f
     metrics = retrieval_metrics(ranking, dataset.relevant_docs, [K])
     hits = {}
     for qid, ranked in ranking.items():
-        first = first_relevant_rank(ranked, set(dataset.relevant_docs[qid]))
-        hits[qid] = first is not None and first <= K
+        hits[qid] = hit_at(first_relevant_rank(ranked, set(dataset.relevant_docs[qid])), K) == 1.0
     return {f"hit@{K}": metrics[f"hit@{K}"], "mrr@10": metrics["mrr@10"]}, hits
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from stages.lib.common.cores import usable_cores
 from stages.lib.common.errors import UserError
+from stages.lib.models.loading import count_without_length_warning
 from stages.lib.models.prompts import Prompts
 from stages.lib.serving.onnx_folder import CONFIG_FILE, HOW_TO_MAKE, OUTPUT_NAME, read_config
 
@@ -48,10 +49,7 @@ class OnnxEncoder:
         self.query_prompt, self.document_prompt = self.config.query_prompt, self.config.document_prompt
         self.batch_size = batch_size
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        # Counting is not encoding: no "longer than the maximum" warning for a long text counted.
-        warned = getattr(self._tokenizer, "deprecation_warnings", None)
-        if isinstance(warned, dict):
-            warned["sequence-length-is-longer-than-the-specified-maximum"] = True
+        count_without_length_warning(self._tokenizer)  # count_tokens counts texts of any length
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = usable_cores()
         options.inter_op_num_threads = 1

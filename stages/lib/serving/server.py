@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -47,9 +48,19 @@ class ServerSettings:
 
 
 def create_app(encoder: Encoder, settings: ServerSettings) -> FastAPI:
+    """The app: one batcher shared by every request, OpenAI's error shape for every failure, the routes."""
     names = ServedNames(settings.model_name)
     batcher = Batcher(encoder, settings.max_batch_texts, settings.max_wait_ms, settings.max_queue, settings.max_tokens)
-    created = int(time.time())
+    app = FastAPI(title="embedding-ft", lifespan=_running(batcher), docs_url=None, redoc_url=None, openapi_url=None)
+    _answer_errors_as_openai(app)
+    authorized = _key_check(settings.api_key)
+    _add_model_routes(app, names, batcher, authorized)
+    _add_embeddings_route(app, encoder, settings, names, batcher, authorized)
+    return app
+
+
+def _running(batcher: Batcher):
+    """The app's lifespan: the batcher's worker runs while the app serves."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -59,8 +70,12 @@ def create_app(encoder: Encoder, settings: ServerSettings) -> FastAPI:
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="embedding-ft", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    expected_key = settings.api_key.encode("utf-8")
+    return lifespan
+
+
+def _key_check(api_key: str) -> Callable[[Request], None]:
+    """The dependency of every ``/v1/*`` route: ``Authorization: Bearer <key>`` when a key is configured."""
+    expected_key = api_key.encode("utf-8")
 
     def authorized(request: Request) -> None:
         if not expected_key:
@@ -72,6 +87,12 @@ def create_app(encoder: Encoder, settings: ServerSettings) -> FastAPI:
                                 "the server's EMBEDDING_API_KEY).", code="missing_api_key", headers=challenge)
         if not hmac.compare_digest(given.strip().encode("utf-8"), expected_key):
             raise APIError(401, "Incorrect API key.", code="invalid_api_key", headers=challenge)
+
+    return authorized
+
+
+def _answer_errors_as_openai(app: FastAPI) -> None:
+    """Every failure as OpenAI's error body with its status: ours, the framework's (404, 405), and the unexpected."""
 
     @app.exception_handler(APIError)
     async def api_error(_request: Request, error: APIError) -> JSONResponse:
@@ -95,6 +116,11 @@ def create_app(encoder: Encoder, settings: ServerSettings) -> FastAPI:
         return JSONResponse(error_body("Internal server error; the server log has the details.", "server_error"),
                             status_code=500)
 
+
+def _add_model_routes(app: FastAPI, names: ServedNames, batcher: Batcher, authorized) -> None:
+    """``GET /health`` (no key) and OpenAI's ``GET /v1/models`` and ``GET /v1/models/{name}``."""
+    created = int(time.time())
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "models": names.names, "waiting_requests": batcher.waiting,
@@ -109,6 +135,11 @@ def create_app(encoder: Encoder, settings: ServerSettings) -> FastAPI:
         if name not in names.role_of():
             raise names.model_not_found(name)
         return model_object(name, created)
+
+
+def _add_embeddings_route(app: FastAPI, encoder: Encoder, settings: ServerSettings, names: ServedNames,
+                          batcher: Batcher, authorized) -> None:
+    """OpenAI's ``POST /v1/embeddings``: parsed and checked, encoded in the shared batches, answered with usage."""
 
     @app.post("/v1/embeddings", dependencies=[Depends(authorized)])
     async def embeddings(request: Request) -> Response:
@@ -128,5 +159,3 @@ def create_app(encoder: Encoder, settings: ServerSettings) -> FastAPI:
         used = sum(min(n, encoder.max_seq_length) for n in embedded.tokens)
         body = embeddings_response(embedded.vectors, parsed.model, parsed.encoding_format, used)
         return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
-
-    return app

@@ -101,9 +101,23 @@ def _error(status: int, message: str, stage: str | None = None, **extra) -> JSON
 
 
 def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app: only allowed hosts, the security headers, JSON errors, the page and its files, then the JSON routes."""
     app = FastAPI(title="embedding-ft UI", docs_url=None, redoc_url=None, openapi_url=None)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    _add_security_headers(app)
+    _answer_errors_as_json(app)
+    for page in PAGES:
+        app.add_api_route(page, _page, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _run_routes(app, state)
+    _search_routes(app, state)
+    _label_routes(app, state)
+    return app
+
+
+def _add_security_headers(app: FastAPI) -> None:
+    """Every answer: the page's Content-Security-Policy and its kin; the JSON never cached, the files revalidated."""
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -115,6 +129,10 @@ def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAP
         elif request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-cache")  # revalidated (ETag): a new version is seen at once
         return response
+
+
+def _answer_errors_as_json(app: FastAPI) -> None:
+    """Every failure as ``{"error": {"message", "stage"}}`` with its status (an unknown page: the page itself, 404)."""
 
     @app.exception_handler(UiError)
     async def ui_error(_request: Request, error: UiError) -> JSONResponse:
@@ -140,9 +158,9 @@ def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAP
         # Starlette re-raises after answering: the server's log gets the traceback, the page a sentence.
         return _error(500, "Internal error in the UI server; its terminal has the details. The server keeps serving.")
 
-    for page in PAGES:
-        app.add_api_route(page, _page, methods=["GET"], include_in_schema=False)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+def _run_routes(app: FastAPI, state: UiState) -> None:
+    """What the run holds: health, status (models, problems), the known question sets and questions, the report."""
 
     @app.get("/health")
     def health() -> dict:
@@ -175,6 +193,14 @@ def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAP
             raise UiError(404, str(error)) from None
         return {"set": set_id, "filter": needle, "total": total, "questions": [q.to_json() for q in found]}
 
+    @app.get("/api/report")
+    def report() -> dict:
+        return {**state.report, "stopped_by": [p.to_json() for p in state.stopping(REPORT)]}
+
+
+def _search_routes(app: FastAPI, state: UiState) -> None:
+    """One question's four columns, by its text or as a known question (set and id), by GET or POST."""
+
     @app.get("/api/search")
     def search_get(q: str | None = None, set_id: str | None = Query(None, alias="set"), qid: str | None = None,
                    k: str = str(DEFAULT_K)) -> dict:
@@ -184,13 +210,6 @@ def create_app(state: UiState, allowed_hosts: list[str] | None = None) -> FastAP
     async def search_post(request: Request) -> Response:
         body = await _json_object(request, '{"q": "<question>", "k": 5} or {"set": "<set id>", "qid": "<question id>"}')
         return JSONResponse(await run_in_threadpool(_search, state, body))
-
-    @app.get("/api/report")
-    def report() -> dict:
-        return {**state.report, "stopped_by": [p.to_json() for p in state.stopping(REPORT)]}
-
-    _label_routes(app, state)
-    return app
 
 
 def _label_routes(app: FastAPI, state: UiState) -> None:

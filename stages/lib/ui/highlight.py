@@ -9,23 +9,13 @@ as markup.
 
 from __future__ import annotations
 
-import logging
 import re
-from functools import cache, lru_cache
+from functools import lru_cache
 
-from stages.lib.documents.text import bm25_tokens
+from stages.lib.documents.text import bm25_tokens, jieba_segmenter
 
 # The words of English text as bm25_tokens reads them (it lower-cases first; this keeps the original's positions).
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
-
-
-@cache
-def _jieba():
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
-    return jieba
 
 
 def question_terms(question: str, language: str) -> frozenset[str]:
@@ -37,7 +27,7 @@ def question_terms(question: str, language: str) -> frozenset[str]:
 def _word_spans(text: str, language: str) -> tuple[tuple[int, int, str], ...]:
     if language == "zh":
         # Search mode yields a long word and the words inside it, overlapping: each is marked on its own.
-        return tuple((start, end, word.lower()) for word, start, end in _jieba().tokenize(text, mode="search"))
+        return tuple((start, end, word.lower()) for word, start, end in jieba_segmenter().tokenize(text, mode="search"))
     return tuple((m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text))
 
 
