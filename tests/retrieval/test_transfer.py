@@ -166,6 +166,7 @@ def _leaves(tree):
         yield from (_leaves(value) if isinstance(value, dict) else [value])
 
 
+@pytest.mark.slow
 def test_the_stage_writes_what_the_module_computes(world, tmp_path):
     """The evaluate stage on a corpus of one law, with the other law in data/sample_transfer/ (the default folder)."""
     from stages.lib.common.files import write_jsonl
@@ -203,6 +204,7 @@ def test_the_stage_writes_what_the_module_computes(world, tmp_path):
     assert set(written) == {"anthem"}
 
 
+@pytest.mark.slow
 def test_the_sample_stage_renders_only_the_transfer_laws_the_model_never_sees(tmp_path):
     from tests.helpers import make_project, stage_run, update_params
 
@@ -221,6 +223,7 @@ def test_the_sample_stage_renders_only_the_transfer_laws_the_model_never_sees(tm
     assert [p.name for p in folder.iterdir()] == [".transfer_laws.json"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("laws, message", [
     (["ALL"], "not [ALL]"),
     ([CORPUS_LAW, CORPUS_LAW], "repeated"),
