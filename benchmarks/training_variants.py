@@ -1,43 +1,51 @@
-"""Training variants judged on golden val (questions written by people) of two laws, never on a test set.
+"""Training variants as DVC experiments, judged on golden val (questions written by people) of two laws.
 
-    python -m benchmarks.training_variants                          # every variant, both laws
-    python -m benchmarks.training_variants lr_2e-5 frozen           # some of them
-    python -m benchmarks.training_variants --law labor_contract_law lr_2e-5
+    python -m benchmarks.training_variants queue --dry-run                  # print every variant's command
+    python -m benchmarks.training_variants queue default_recipe default_gist --law labor_contract_law
+    dvc queue start -j 1                                                    # run them; `dvc queue status` to watch
+    python -m benchmarks.training_variants collect                          # their table, read from DVC
+    python -m benchmarks.training_variants history                          # the table of the earlier runs
 
-Each variant is the default pipeline with the knobs under study set explicitly. For each law (the
-"judges": the bundled Securities Law and the Labor Contract Law, each with its own golden set) the
-benchmark prepares a project once (sample, corpus, questions, base_model), then runs `questions`
-(when a `questions.*` param changes) and `train` in a fresh copy per variant, and scores the base
-model, the fine-tuned model, BM25 and the best fusion on that law's golden val questions, per
-language. A recipe choice must hold on both laws. What a variant costs is its training time on this
-machine. Results go to benchmarks/results/training_variants_e5.json (one entry per law and variant,
-kept across runs). The MiniLM-era results are in benchmarks/results/training_variants.json.
+Each variant is a named set of params (``VARIANTS``) queued once per judge law (the bundled Securities Law and
+Labor Contract Law, each with its own golden set) as ``dvc exp run --queue --name <variant>-<law> -S
+'sample.laws=["<law>"]' -S <key>=<value> ...``: the default pipeline with the knobs under study set explicitly,
+so that a result does not depend on later changes of the defaults. DVC reruns what the changed params feed
+(``questions`` for a ``questions.*`` knob, then ``train`` and ``evaluate``). A recipe choice must hold on both
+laws. ``collect`` reads the experiments back from ``dvc exp show --json``: what the train stage records
+(``metrics/train.json``: its training time, the step it kept and the golden val NDCG@10 of that step and of the
+base model, on which it chose). The test sets are not part of this table: variants are compared on val.
 
-The train stage picks its checkpoint (or the base model) on the same golden val, so the fine-tuned
-scores here lean optimistic; every variant gets the same advantage, and test sets stay untouched.
+The variants measured before they were DVC experiments (by this module's earlier version, which copied the
+project per variant and also scored BM25 and the best fusion on golden val) are kept as measured in
+benchmarks/results/training_variants_e5.json (``history``); the MiniLM-era results in
+benchmarks/results/training_variants.json. The train stage picks its checkpoint (or the base model) on the same
+golden val, so the fine-tuned scores lean optimistic; every variant gets the same advantage.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, copy_pipeline, copy_prepared
+# JUDGES, PREPARED, prepared_project and the two helpers below live in benchmarks.project now; these names stay
+# importable from here for the benchmarks that still import them from this module (base_models, lexical_overlap,
+# selection_ablation).
+from benchmarks.project import (  # noqa: F401
+    JUDGES,
+    LAW_NAMES,
+    PREPARED,
+    REPO_ROOT,
+    Experiment,
+    exp_run_command,
+    prepared_project,
+    queue_commands,
+    show_experiments,
+)
+from benchmarks.project import run_stage_module as _stage  # noqa: F401
+from benchmarks.project import set_params as _set_params  # noqa: F401
 
-RESULTS = REPO_ROOT / "benchmarks/results/training_variants_e5.json"
-PREPARED = ("data/sample", "data/corpus", "data/questions", "models/base")
-JUDGES = {
-    "securities_law": {"sample.laws": ["中华人民共和国证券法"], "evaluate.golden_sets": ["data/golden/securities_law.jsonl"]},
-    "labor_contract_law": {"sample.laws": ["中华人民共和国劳动合同法"],
-                           "evaluate.golden_sets": ["data/golden/labor_contract_law.jsonl"]},
-}
+HISTORY = REPO_ROOT / "benchmarks/results/training_variants_e5.json"
+
 # Each variant sets the knobs under study explicitly (the rest are params.yaml's), so its result does not
 # depend on later changes of the defaults.
 FULL = {"train.freeze_token_embeddings": False}
@@ -87,111 +95,53 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def _set_params(project: Path, changes: dict[str, object]) -> None:
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    path = project / "params.yaml"
-    params = yaml.load(path.read_text(encoding="utf-8"))
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    with path.open("w", encoding="utf-8") as handle:
-        yaml.dump(params, handle)
+def variant_command(name: str, law: str) -> list[str]:
+    """One variant on one law: a named experiment (``<variant>-<law>``)."""
+    return exp_run_command({"sample.laws": [LAW_NAMES[law]], **VARIANTS[name]}, name=f"{name}-{law}")
 
 
-def _stage(module: str, project: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", f"stages.{module}"], cwd=project, capture_output=True, text=True,
-                            env=env)
-    if result.returncode:
-        raise SystemExit(f"stage {module} failed in {project}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+def experiment_variants(experiments: list[Experiment]) -> dict[str, dict[str, dict]]:
+    """{law: {variant: figures}} of the experiments named ``<variant>-<law>``."""
+    found: dict[str, dict[str, dict]] = {}
+    for experiment in experiments:
+        for law in JUDGES:
+            variant = experiment.name.removesuffix(f"-{law}")
+            if variant != experiment.name and variant in VARIANTS:
+                train = experiment.metric("metrics/train.json")
+                found.setdefault(law, {}).setdefault(variant, {
+                    "experiment": experiment.name, "train_seconds": train.get("train_seconds"),
+                    "steps": train.get("steps"), "best_step": train.get("best_step"),
+                    "selected_on": train.get("selected_on"), "base_model_selected": train.get("base_model_selected"),
+                    "val_ndcg@10_base": train.get("val_ndcg@10_base"), "val_ndcg@10": train.get("best_val_ndcg@10"),
+                })
+    return found
 
 
-def prepared_project(law: str, root: Path) -> Path:
-    """A project with this law's documents, chunks, questions and the base model, made once and reused."""
-    project = root / f"prepared-{law}"
-    if all((project / path).exists() for path in PREPARED):
-        return project
-    shutil.rmtree(project, ignore_errors=True)
-    copy_pipeline(project)
-    _set_params(project, JUDGES[law])
-    for stage in ("sample", "corpus", "questions", "base_model"):
-        _stage(stage, project)
-    return project
-
-
-def golden_val_scores(project: Path) -> dict[str, dict]:
-    """Base, fine-tuned, BM25 and the best fusion (chosen on these same val questions) per golden val language."""
-    from stages.lib.common.params import parse_params
-    from stages.lib.documents.chunk_file import load_chunks
-    from stages.lib.models.hardware import resolve_device
-    from stages.lib.models.prompts import resolve_prompts
-    from stages.lib.retrieval.dense_encoding import LazySentenceEncoder
-    from stages.lib.retrieval.fusion import candidates, choose_fusion
-    from stages.lib.retrieval.golden import golden_datasets, load_golden
-    from stages.lib.retrieval.rankers import BM25Index, dense_rank, retrieval_metrics
-
-    params = parse_params((project / "params.yaml").read_text(encoding="utf-8"))
-    prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, project / "models/base")
-    chunks = load_chunks(project / "data/corpus/chunks.jsonl")
-    corpus = {c.id: c.text for c in chunks}
-    lexical_index = BM25Index(corpus)
-    # The train stage's output is models/trained (model_card, not run here, ships it as models/finetuned).
-    encoders = {name: LazySentenceEncoder(project / "models" / folder, resolve_device("auto"), params.model.max_seq_length, 64)
-                for name, folder in (("base", "base"), ("finetuned", "trained"))}
-    doc_vectors = {name: encoder(list(corpus.values()), prompts.document) for name, encoder in encoders.items()}
-    scores: dict[str, dict] = {}
-    for file in params.evaluate.golden_sets:
-        for (split, language), dataset in golden_datasets(load_golden(project / file), chunks).items():
-            if split != "val":
+def experiments_table(found: dict[str, dict[str, dict]]) -> str:
+    """Per variant and law: training time, the step kept, golden val NDCG@10 of the kept step against the base."""
+    laws = [law for law in JUDGES if law in found]
+    lines = ["| variant | " + " | ".join(f"{law}: train s | kept step | golden val NDCG@10 fine-tuned (base)"
+                                          for law in laws) + " |",
+             "| --- |" + " --- | --- | --- |" * len(laws)]
+    for name in [name for name in VARIANTS if any(name in found[law] for law in laws)]:
+        cells = [name]
+        for law in laws:
+            entry = found[law].get(name)
+            if entry is None:
+                cells += ["", "not run", ""]
                 continue
-            ids = list(dataset.queries)
-            queries = [dataset.queries[q] for q in ids]
-            dense = {name: dense_rank(ids, encoder(queries, prompts.query), list(corpus), doc_vectors[name], 100)
-                     for name, encoder in encoders.items()}
-            lexical = lexical_index.rank(dataset.queries, 100)
-            choice = choose_fusion(dense["finetuned"], lexical, dataset.relevant_docs, candidates("auto", "auto"), 60, 100)
-
-            def short(ranking, relevant=dataset.relevant_docs):
-                metrics = retrieval_metrics(ranking, relevant, [5])
-                return {k: round(v, 4) for k, v in metrics.items() if k in ("hit@5", "mrr@10")}
-
-            scores[language] = {
-                "queries": len(ids), "base": short(dense["base"]), "finetuned": short(dense["finetuned"]),
-                "bm25": short(lexical),
-                "best_fusion": {"method": choice.fusion.method, "weight": choice.fusion.weight,
-                                **{k: round(v, 4) for k, v in choice.validation["hybrid"].items()}},
-            }
-    return scores
+            kept = "base model" if entry["base_model_selected"] else f"{entry['best_step']} of {entry['steps']}"
+            if entry["selected_on"] != "golden val":
+                cells += [f"{entry['train_seconds']:.0f}", f"{kept} ({entry['selected_on']})", "-"]
+                continue
+            cells += [f"{entry['train_seconds']:.0f}", kept,
+                      f"{entry['val_ndcg@10']:.3f} ({entry['val_ndcg@10_base']:.3f})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def run_variant(law: str, name: str, changes: dict[str, object], root: Path) -> dict:
-    prepared = prepared_project(law, root)
-    with tempfile.TemporaryDirectory(prefix=f"variant-{name}-", dir=root) as tmp:
-        project = Path(tmp)
-        copy_prepared(prepared, project, PREPARED)
-        # Recomputing activations changes memory, not results (bit-identical weights): off, for speed.
-        _set_params(project, {**JUDGES[law], "train.gradient_checkpointing": False, **changes})
-        if any(key.startswith("questions.") for key in changes):
-            _stage("questions", project)
-        started = time.perf_counter()
-        _stage("train", project)
-        seconds = time.perf_counter() - started
-        train = json.loads((project / "metrics/train.json").read_text(encoding="utf-8"))
-        return {"changes": changes, "train_stage_seconds": round(seconds, 1), "train_pairs": train["train_pairs"],
-                "steps": train["steps"], "best_step": train["best_step"],
-                "base_model_selected": train.get("base_model_selected", 0),
-                # What ensembling and the round-trip filter decided (absent for runs before they existed).
-                **{key: value for key, value in train.items() if key.startswith(("wise_ft", "round_trip"))},
-                "golden_val": golden_val_scores(project)}
-
-
-def markdown_table(results: dict) -> str:
-    """Golden val, Chinese, per law: base, fine-tuned and best fusion (hit@5 / MRR@10), with training time."""
+def history_table(results: dict) -> str:
+    """The earlier runs (golden val, Chinese, per law): base, fine-tuned and best fusion (hit@5 / MRR@10)."""
     laws = [law for law in JUDGES if law in results]
     header = "| variant | " + " | ".join(f"{law}: train s | fine-tuned hit@5 / MRR@10 | best fusion hit@5 / MRR@10"
                                           for law in laws) + " |"
@@ -218,42 +168,25 @@ def markdown_table(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_variants")
-    parser.add_argument("variants", nargs="*", help=f"default: all of {', '.join(VARIANTS)}")
-    parser.add_argument("--table", action="store_true", help="print the results as a Markdown table and stop")
-    parser.add_argument("--law", choices=sorted(JUDGES), action="append", help="default: both")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "embedding-ft-variants",
-                        help="where prepared projects are kept between runs")
-    args = parser.parse_args()
-    if args.table:
-        print(markdown_table(json.loads(RESULTS.read_text(encoding="utf-8"))))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_variants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("queue", "collect", "history"))
+    parser.add_argument("variants", nargs="*", help=f"queue: default all of {', '.join(VARIANTS)}")
+    parser.add_argument("--law", choices=sorted(JUDGES), action="append", help="queue: default both")
+    parser.add_argument("--dry-run", action="store_true", help="queue: print the commands, queue nothing")
+    parser.add_argument("--all-commits", action="store_true", help="collect: experiments of every commit")
+    args = parser.parse_intermixed_args()  # variants may follow an option
+    if args.action == "history":
+        print(history_table(json.loads(HISTORY.read_text(encoding="utf-8"))))
+        return
+    if args.action == "collect":
+        print(experiments_table(experiment_variants(show_experiments(REPO_ROOT, args.all_commits))))
         return
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    args.work.mkdir(parents=True, exist_ok=True)
-    results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else {}
-    for name in args.variants or list(VARIANTS):
-        for law in args.law or list(JUDGES):
-            print(f"[variants] {law} / {name}: {VARIANTS[name]}", flush=True)
-            try:
-                result = run_variant(law, name, VARIANTS[name], args.work)
-            except SystemExit as failure:  # e.g. batches a small corpus cannot fill: recorded, the rest still runs
-                text = str(failure)
-                # The stage's one-paragraph error, unwrapped (the output's last lines otherwise).
-                message = " ".join((text.split("ERROR in stage", 1)[1].split("\n", 1)[1] if "ERROR in stage" in text
-                                    else "\n".join(text.strip().splitlines()[-3:])).split())
-                results.setdefault(law, {})[name] = {"changes": VARIANTS[name], "error": message}
-                print(f"[variants] {law} / {name} failed: {message}", flush=True)
-                RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-                continue
-            results.setdefault(law, {})[name] = result
-            zh = result["golden_val"].get("zh", {})
-            print(f"[variants] {law} / {name}: train {result['train_stage_seconds']}s, best step {result['best_step']}; "
-                  f"golden val zh base {zh.get('base')} finetuned {zh.get('finetuned')} bm25 {zh.get('bm25')} "
-                  f"fusion {zh.get('best_fusion')}; en finetuned {result['golden_val'].get('en', {}).get('finetuned')}",
-                  flush=True)
-            RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    queue_commands([variant_command(name, law) for name in args.variants or list(VARIANTS)
+                    for law in args.law or list(JUDGES)], REPO_ROOT, args.dry_run)
 
 
 if __name__ == "__main__":
