@@ -29,7 +29,8 @@ test: install test-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 # The slow marker: tests that run `dvc repro`/`dvc exp`, a stage, training, a browser or a server
-# (tests/common/test_test_tiers.py keeps the list honest). No Chromium needed, so no test-deps.
+# (tests/common/test_test_tiers.py keeps the list honest), and a few that run whole models for seconds.
+# No Chromium needed, so no test-deps.
 test-quick: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 

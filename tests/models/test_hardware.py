@@ -51,6 +51,7 @@ def test_autocast_runs_matrix_products_in_bf16_and_fp32_runs_none():
     assert layer.weight.dtype == torch.float32  # the weights themselves stay fp32
 
 
+@pytest.mark.slow  # loads MiniLM and encodes twice: 7-14 s on 2 busy cores
 def test_fp32_encoding_is_exactly_sentence_transformers_normalised_output():
     from sentence_transformers import SentenceTransformer
 

@@ -150,6 +150,7 @@ def test_vectors_match_the_engine_on_every_chunk_and_golden_question(rebuilt, te
         assert cosines.min() >= MIN_COSINE, (role, float(cosines.min()), texts[role][int(cosines.argmin())])
 
 
+@pytest.mark.slow  # rebuilds the model a second time: 6-9 s on 2 busy cores
 def test_the_rebuilt_folder_is_the_same_bytes_every_time(rebuilt, packed, tmp_path):
     again = tmp_path / "again"
     write_sentence_transformer(packed, again)

@@ -123,6 +123,7 @@ def independent_scores(chunks, relevant_snippets, doc_vectors, query_vectors):
     return {"hit@5": np.mean(hits), "mrr@10": np.mean(rrs), "ndcg@10": np.mean(ndcgs)}
 
 
+@pytest.mark.slow  # encodes with two whole models: 16 s on 2 busy cores
 def test_numbers_match_an_independent_computation(world):
     from sentence_transformers import SentenceTransformer
 

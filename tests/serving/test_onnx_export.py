@@ -136,6 +136,7 @@ def test_encoder_has_the_servers_interface_and_counts_tokens_like_the_tokenizer(
     assert encoder.encode_query([]).shape == (0, 384)
 
 
+@pytest.mark.slow  # a second whole ONNX export: 5-7 s on 2 busy cores
 def test_the_same_model_exports_to_the_same_bytes(minilm, exported, tmp_path):
     again = export(minilm, tmp_path / "again")
     files = sorted(p.name for p in exported.iterdir())
@@ -144,6 +145,7 @@ def test_the_same_model_exports_to_the_same_bytes(minilm, exported, tmp_path):
         assert (exported / name).read_bytes() == (again / name).read_bytes(), name
 
 
+@pytest.mark.slow  # a whole ONNX export per mode: 6-11 s on 2 busy cores
 @pytest.mark.parametrize("pooling", ["cls", "lasttoken"])
 def test_other_pooling_modes_are_exported_too(pooling, tmp_path):
     model_dir = minilm_copy(tmp_path / "model", pooling=pooling)

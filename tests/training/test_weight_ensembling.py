@@ -64,6 +64,7 @@ def encode(model) -> np.ndarray:
     return model.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=False)
 
 
+@pytest.mark.slow  # five encodings with MiniLM and its interpolations: 11-12 s on 2 busy cores
 def test_alpha_0_gives_the_base_models_vectors_and_alpha_1_the_fine_tuned_ones_exactly(base, finetuned):
     base_vectors, tuned_vectors = encode(base), encode(finetuned)
     assert not np.allclose(base_vectors, tuned_vectors, atol=1e-3)  # the two models really differ
@@ -201,6 +202,7 @@ def test_the_stage_step_scores_each_alpha_keeps_the_best_and_leaves_the_model_ho
         assert torch.equal(tensor, expected[name]), name
 
 
+@pytest.mark.slow  # two ensembling runs over whole models: 7-21 s on 2 busy cores
 def test_ties_keep_the_larger_alpha_and_the_checkpoint_is_reloaded_when_it_wins(base, finetuned, saved):
     import torch
 
