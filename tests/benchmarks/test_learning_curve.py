@@ -155,6 +155,11 @@ def test_transfer_is_read_from_the_evaluate_stages_transfer_metrics():
     _, point = experiment_point(with_transfer)
     assert point["transfer"]["labor_contract_law"]["test_zh"]["finetuned"]["hit@5"] == 0.8556
     assert markdown_tables(merged_results({}, [with_transfer])).splitlines()[-1].endswith("| 0.604 | +0.033 |")
+    # The evaluate stage also writes the paired-bootstrap interval of fine-tuned - base: the table shows it.
+    transfer["labor_contract_law"]["test_zh"]["finetuned"].update(
+        {"hit@5_diff_vs_base": 0.0333, "hit@5_diff_vs_base_ci_low": 0.0, "hit@5_diff_vs_base_ci_high": 0.0722})
+    assert markdown_tables(merged_results({}, [with_transfer])).splitlines()[-1].endswith(
+        "| 0.604 | +0.033 [+0.000, +0.072] |")
 
 
 def test_the_measured_history_renders_the_committed_curve_csv(tmp_path):
