@@ -76,7 +76,7 @@ def main() -> None:
     write_json(METRICS_FILE, metrics)
     for line in export_report(metrics, questions, hardware, OUTPUT_DIR):
         log.info(line)
-    print(timer.summary(), flush=True)
+    timer.log_summary()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""Wall time per phase of a stage, and the process's peak memory: printed, so a slow run says where it went."""
+"""Wall time per phase of a stage, and the process's peak memory: logged, so a slow run says where it went."""
 
 from __future__ import annotations
 
+import logging
 import resource
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
 
 
 def peak_rss_gib() -> float:
@@ -28,8 +31,15 @@ class PhaseTimer:
         finally:
             elapsed = time.perf_counter() - started
             self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
-            print(f"[{self.stage}] {phase}: {elapsed:.1f}s", flush=True)
+            log.info(f"{phase}: {elapsed:.1f}s")
 
     def summary(self) -> str:
+        """The phases and the peak memory as one ``[stage] ...`` line (``log_summary`` logs it without the label)."""
+        return f"[{self.stage}] {self._summary()}"
+
+    def log_summary(self) -> None:
+        log.info(self._summary())
+
+    def _summary(self) -> str:
         phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.seconds.items())
-        return f"[{self.stage}] phases: {phases}; peak memory {peak_rss_gib():.2f} GiB"
+        return f"phases: {phases}; peak memory {peak_rss_gib():.2f} GiB"
