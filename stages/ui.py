@@ -30,7 +30,7 @@ from stages.lib.common.errors import UserError, run_stage
 # The pipeline's models, as `python -m stages.search` and `evaluate` read them (models/finetuned ships the same weights).
 DEFAULT_MODELS = {"base": Path("models/base"), "finetuned": Path("models/trained")}
 
-log = logging.getLogger("stages.ui")  # not __name__: run as `python -m stages.ui`, that is "__main__"
+log = logging.getLogger(__name__)
 
 
 @run_stage("ui")

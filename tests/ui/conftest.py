@@ -54,6 +54,9 @@ def ui_project(tmp_path_factory) -> Path:
         for i, (split, lang, q, source, labels) in enumerate(QUESTIONS)), encoding="utf-8")
     run(["git", "init", "-q", "-b", "main"], path)
     run(["dvc", "init", "-q"], path)
+    # Committed before it runs, as a project is: DVCLive (in the train stage) reads the git revision.
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-q", "-m", "project"], path)
     run(["dvc", "repro"], path)
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-q", "-m", "first run"], path)
