@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import numpy as np
@@ -86,7 +87,7 @@ def cache_texts_before(texts: list[str], n: int) -> list[str]:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong_dimension", "nan"])
-def test_a_damaged_shard_is_dropped_and_its_texts_encoded_again(tmp_path, damage, capsys):
+def test_a_damaged_shard_is_dropped_and_its_texts_encoded_again(tmp_path, damage, caplog, monkeypatch):
     folder = tmp_path / "st-x"
     encode_texts(TEXTS, FakeEncoder(), VectorCache(folder), "test", block_size=20)
     shards = sorted(folder.glob("*.npz"))
@@ -102,8 +103,13 @@ def test_a_damaged_shard_is_dropped_and_its_texts_encoded_again(tmp_path, damage
             hashes, vectors = data["hashes"], data["vectors"]
         vectors = np.zeros((len(hashes), 3), np.float32) if damage == "wrong_dimension" else vectors * np.nan
         np.savez(victim, hashes=hashes, vectors=vectors)
-    cache = VectorCache(folder)
-    assert "unreadable vector shard" in capsys.readouterr().out
+    # The warning goes through logging (the stage prints it as "[evaluate] WARNING: ..."); an earlier setup_logging
+    # in this process stops propagation to the root logger, where caplog listens.
+    monkeypatch.setattr(logging.getLogger("stages"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="stages"):
+        cache = VectorCache(folder)
+    assert [r.getMessage() for r in caplog.records if r.name == vector_cache.__name__ and r.levelno == logging.WARNING
+            and "1 unreadable vector shard(s)" in r.getMessage()]
     assert len(cache) == 30 and not victim.exists()
     again = FakeEncoder()
     matrix = encode_texts(TEXTS, again, cache, "test", block_size=20)
