@@ -93,7 +93,7 @@ def main() -> None:
     removed = prune_model_caches(EMBEDDING_CACHE_DIR, keep=[c.folder.name for c in caches if c.folder])
     if removed:
         log.info(f"removed the vector caches of {len(removed)} model(s) no longer evaluated")
-    print(timer.summary(), flush=True)
+    timer.log_summary()
 
 
 if __name__ == "__main__":
