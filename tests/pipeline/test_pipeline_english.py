@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a serv
 
 def test_english_markdown_pipeline(tmp_path):
     project = make_project(tmp_path / "project", {
-        "sample": {"laws": ["中华人民共和国国歌法"]},
+        "sample": {"laws": ["中华人民共和国国歌法"], "transfer_laws": []},
         "corpus": {"documents_dir": "docs", "chunk_size": 48, "split": {"val_fraction": 0.2, "test_fraction": 0.3}},
         "model": {"max_seq_length": 64, **MINILM},
         "train": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
