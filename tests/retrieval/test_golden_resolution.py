@@ -136,6 +136,9 @@ def test_golden_sets_may_be_named_by_a_pattern_and_a_set_about_other_documents_i
                                                                            Path("data/golden/b.jsonl")]
     assert golden_files(["data/nothing/*.jsonl"]) == []
     assert golden_files(["data/golden/missing.jsonl"]) == [Path("data/golden/missing.jsonl")]  # loading it says so
+    # An absolute pattern (pathlib alone refuses one) finds the same files.
+    assert golden_files([str(tmp_path / "data/golden/*.jsonl")]) == [tmp_path / "data/golden/a.jsonl",
+                                                                     tmp_path / "data/golden/b.jsonl"]
     labelled = load_golden(write(tmp_path, [{"id": "q", "query": "x", "split": "test", "passages": [passage(CHUNKS[3])]}]))
     assert is_about(labelled, {"rules.md"}) and not is_about(labelled, {"law.pdf"})
     articles = load_golden(write(tmp_path, [{"id": "q", "query": "x", "split": "test", "articles": ["第一条"]}]))

@@ -91,9 +91,15 @@ def golden_files(listed: list[str]) -> list[Path]:
     that is not there is, when it is read."""
     files: list[Path] = []
     for entry in listed:
-        matches = sorted(Path().glob(entry)) if any(ch in entry for ch in "*?[") else [Path(entry)]
+        matches = sorted(_glob(entry)) if any(ch in entry for ch in "*?[") else [Path(entry)]
         files.extend(path for path in matches if path not in files)
     return files
+
+
+def _glob(pattern: str):
+    # pathlib globs relative patterns only: an absolute one is globbed from its anchor ("/").
+    anchor = Path(pattern).anchor
+    return Path(anchor).glob(pattern[len(anchor):]) if anchor else Path().glob(pattern)
 
 
 def is_about(golden: GoldenSet, sources: set[str]) -> bool:
