@@ -58,6 +58,8 @@ def _link_run(project: Path, folder: Path) -> Path:
         shutil.copy2(project / name, folder / name)
     for name in ("data/corpus", "data/questions", "data/embedding_cache", "data/golden", "metrics"):
         shutil.copytree(project / name, folder / name, symlinks=True)
+    if (project / "data/sample_transfer").is_dir():  # evaluate's transfer folder (a run from before it has none)
+        shutil.copytree(project / "data/sample_transfer", folder / "data/sample_transfer")
     (folder / "models").mkdir()
     for model in (project / "models").iterdir():
         if model.is_dir():
