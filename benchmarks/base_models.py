@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, copy_pipeline
-from benchmarks.training_variants import JUDGES, _set_params
+from benchmarks.project import JUDGES, REPO_ROOT, copy_pipeline, set_params
 
 RESULTS = REPO_ROOT / "benchmarks/results/base_models.json"
 README = REPO_ROOT / "README.md"
@@ -45,7 +44,7 @@ def run_pair(model: str, law: str, root: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="base-model-", dir=root) as tmp:
         project = Path(tmp)
         copy_pipeline(project)
-        _set_params(project, {**JUDGES[law], **BASE_MODELS[model]})
+        set_params(project, {**JUDGES[law], **BASE_MODELS[model]})
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
             subprocess.run(command, cwd=project, check=True, capture_output=True, env=env)

@@ -19,9 +19,8 @@ import platform
 import tempfile
 from pathlib import Path
 
-from benchmarks.project import REPO_ROOT, write_result
+from benchmarks.project import JUDGES, REPO_ROOT, prepared_project, write_result
 from benchmarks.train_throughput import cpu_name
-from benchmarks.training_variants import JUDGES, prepared_project
 
 RESULTS = Path("benchmarks/results/lexical_overlap.json")
 

@@ -38,9 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.project import REPO_ROOT, copy_prepared, write_result
+from benchmarks.project import JUDGES, PREPARED, REPO_ROOT, copy_prepared, prepared_project, run_stage_module, set_params, write_result
 from benchmarks.train_throughput import cpu_name
-from benchmarks.training_variants import JUDGES, PREPARED, _set_params, _stage, prepared_project
 
 RESULTS = Path("benchmarks/results/selection_ablation.json")
 RETRIEVERS = ("base", "finetuned", "bm25", "hybrid")
@@ -50,7 +49,7 @@ JUDGED = ("golden_test_zh_incl_trained_passages", "golden_test_en_incl_trained_p
 def _run_stages(project: Path, stages: tuple[str, ...]) -> float:
     started = time.perf_counter()
     for stage in stages:
-        _stage(stage, project)
+        run_stage_module(stage, project)
     return round(time.perf_counter() - started, 1)
 
 
@@ -147,7 +146,7 @@ def run_law(law: str, root: Path) -> dict:
     visible = root / f"{law}-visible"
     shutil.rmtree(visible, ignore_errors=True)
     copy_prepared(prepared, visible, PREPARED)
-    _set_params(visible, golden)
+    set_params(visible, golden)
     seconds = _run_stages(visible, ("train", "evaluate"))
     out["visible"] = {"seconds": seconds, **_choices(visible), **_scores(visible)}
     print(f"[ablation] {law} visible: {out['visible']['choice']}", flush=True)
@@ -155,7 +154,7 @@ def run_law(law: str, root: Path) -> dict:
     hidden = root / f"{law}-hidden"
     shutil.rmtree(hidden, ignore_errors=True)
     copy_prepared(prepared, hidden, PREPARED)
-    _set_params(hidden, {**golden, "evaluate.golden_sets": []})
+    set_params(hidden, {**golden, "evaluate.golden_sets": []})
     seconds = _run_stages(hidden, ("train", "evaluate"))
     verdict = _read(hidden, "metrics/eval.json")["verdict"]
     val_curve = (hidden / "metrics/train_curves/val.csv").read_text(encoding="utf-8").splitlines()
@@ -164,7 +163,7 @@ def run_law(law: str, root: Path) -> dict:
                      "synthetic_val_curve": val_curve}
     # The same model and fusion, scored on the golden set they did not see (the fusion fixed, nothing chosen).
     fusion = _read(hidden, "metrics/eval.json")
-    _set_params(hidden, {"evaluate.golden_sets": golden["evaluate.golden_sets"], "evaluate.fusion": fusion["hybrid_fusion"],
+    set_params(hidden, {"evaluate.golden_sets": golden["evaluate.golden_sets"], "evaluate.fusion": fusion["hybrid_fusion"],
                          "evaluate.hybrid_dense_weight": fusion["hybrid_dense_weight"]})
     _run_stages(hidden, ("evaluate",))
     out["hidden"].update(_scores(hidden))

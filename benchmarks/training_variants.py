@@ -27,22 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 
-# JUDGES, PREPARED, prepared_project and the two helpers below live in benchmarks.project now; these names stay
-# importable from here for the benchmarks that still import them from this module (base_models, lexical_overlap,
-# selection_ablation).
-from benchmarks.project import (  # noqa: F401
+from benchmarks.project import (
     JUDGES,
     LAW_NAMES,
-    PREPARED,
     REPO_ROOT,
     Experiment,
     exp_run_command,
-    prepared_project,
     queue_commands,
     show_experiments,
 )
-from benchmarks.project import run_stage_module as _stage  # noqa: F401
-from benchmarks.project import set_params as _set_params  # noqa: F401
 
 HISTORY = REPO_ROOT / "benchmarks/results/training_variants_e5.json"
 
