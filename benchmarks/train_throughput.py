@@ -100,8 +100,8 @@ def measure(steps: int, warmup: int) -> dict:
     from stages.lib.common.params import load_params
     from stages.lib.common.progress import quiet_library_bars
     from stages.lib.models.hardware import cpu_bf16_flags, resolve_hardware
-    from stages.lib.training.inputs import VAL_METRIC, build_inputs
-    from stages.lib.training.trainer import build_trainer
+    from stages.lib.training.inputs import build_inputs
+    from stages.lib.training.trainer import TrainerSettings, build_trainer
 
     quiet_library_bars()
     params = load_params()
@@ -120,8 +120,9 @@ def measure(steps: int, warmup: int) -> dict:
             self.times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as work:
-        trainer, _ = build_trainer(built.model, built.train_data, None, train_params, hardware, Path(work),
-                                   vocabulary_extended=built.tokens_added > 0, val_metric=VAL_METRIC, is_writer=True)
+        trainer = build_trainer(built.model, built.train_data, None, TrainerSettings(
+            params=train_params, hardware=hardware, work=Path(work),
+            vocabulary_extended=built.vocabulary.tokens_added > 0)).trainer
         trainer.args.max_steps = warmup + steps
         clock = StepClock()
         trainer.add_callback(clock)

@@ -7,8 +7,8 @@ starts from a clean `dvc status`.
 
 from __future__ import annotations
 
-import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +35,17 @@ def read_json(path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def val_curve(project: Path) -> dict[int, float]:
+    """Step -> val NDCG@10 from DVCLive's series: step 0 is the base model, the later steps the fine-tune."""
+    curve = {}
+    for candidate in ("base", "finetuned"):
+        path = project / "metrics/train_live/plots/metrics/val" / candidate / "ndcg@10.tsv"
+        if path.is_file():
+            curve.update({int(step): float(score) for step, score in
+                          (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:])})
+    return dict(sorted(curve.items()))
+
+
 def test_first_repro_runs_every_stage_and_prints_the_table(project):
     path, output = project
     assert ran_every_stage(output), output
@@ -56,7 +67,7 @@ def test_first_repro_runs_every_stage_and_prints_the_table(project):
     train = read_json(path / "metrics/train.json")
     assert train["unk_rate_before"] > 0.4 and train["unk_rate_after"] == 0.0 and train["tokens_added"] > 100
     assert (path / "metrics/hit_rate.csv").read_text().startswith("question_set,retriever,k,hit_rate\ntest,base,1,")
-    assert (path / "metrics/train_curves/loss.csv").read_text().startswith("step,epoch,loss")
+    assert (path / "metrics/train_live/plots/metrics/train/loss.tsv").read_text().startswith("step\tloss\n")
     assert (path / "data/eval/per_query.jsonl").stat().st_size > 0
 
 
@@ -70,8 +81,7 @@ def test_without_a_golden_set_the_final_step_and_the_untuned_hybrid_are_kept(pro
     assert not [key for key in train if key.startswith("wise_ft_val")]
     assert "no golden val about this corpus: the final step is kept" in output
     assert "weight ensembling with the base model skipped: no golden val to choose alpha on" in output
-    with (path / "metrics/train_curves/val.csv").open(encoding="utf-8") as handle:
-        logged = {int(row["step"]): float(row["ndcg@10"]) for row in csv.DictReader(handle)}
+    logged = val_curve(path)
     assert 0 in logged and train["steps"] in logged  # the curve is still drawn, from the base model on
     assert train["best_val_ndcg@10"] == pytest.approx(logged[train["steps"]], abs=1e-4)
     evaluation = read_json(path / "metrics/eval.json")

