@@ -7,6 +7,7 @@ change the project work on a copy (``copy_project``), so the expensive
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +39,12 @@ def stub(monkeypatch):
         monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
         monkeypatch.setenv("OPENAI_API_BASE", server.base_url)
         yield server
+
+
+@pytest.fixture
+def logged(caplog, monkeypatch):
+    """A function returning the pipeline's log messages so far (``logging`` under ``stages``), whatever an earlier
+    ``setup_logging`` in this process did to that logger (it stops propagation to the root, where caplog listens)."""
+    monkeypatch.setattr(logging.getLogger("stages"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="stages")
+    return lambda: [record.getMessage() for record in caplog.records if record.name.startswith("stages")]

@@ -15,6 +15,7 @@ from stages.lib.common.params import Params, TrainParams
 from stages.lib.documents.chunk_file import CHUNKS_FILE, EXTRA_CHUNKS_FILE, load_chunks
 from stages.lib.documents.chunking import Chunk
 from stages.lib.models.hardware import Hardware
+from stages.lib.models.loading import load_sentence_transformer
 from stages.lib.models.prompts import Prompts, resolve_prompts, save_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.training.distributed import local_rank
@@ -123,11 +124,8 @@ def build_inputs(params: Params, hardware: Hardware) -> Built:
 
 
 def _base_model(params: Params, hardware: Hardware):
-    from sentence_transformers import SentenceTransformer
-
     model_device = f"cuda:{local_rank()}" if hardware.device == "cuda" else hardware.device
-    model = SentenceTransformer(str(BASE_DIR), device=model_device)
-    model.max_seq_length = params.model.max_seq_length
+    model = load_sentence_transformer(BASE_DIR, model_device, params.model.max_seq_length)
     prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, BASE_DIR)
     save_prompts(model, prompts)
     return model, prompts

@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from stages.lib.common.params import TrainParams
 from stages.lib.common.progress import progress
 from stages.lib.models.hardware import Hardware
+from stages.lib.models.loading import load_sentence_transformer
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.training.locations import BASE_DIR
 from stages.lib.training.validation import VAL_METRIC
@@ -62,13 +63,10 @@ def load_guide(guide_dir: Path, model):
     Eval mode: no dropout in its judgement; the Trainer switches only the trained model to train mode. Its forward
     pass runs under the Trainer's autocast, like the model's (bf16/fp16 matrix products where the run uses them).
     """
-    from sentence_transformers import SentenceTransformer
-
-    guide = SentenceTransformer(str(guide_dir), device=str(model.device))
     # Inputs reach the guide already tokenized, with the prompts in them: as the model's own token ids when the
     # vocabularies are the same, else decoded and tokenized again by the guide (GIST does that itself, and also
     # whenever the guide reads fewer tokens than the model, which the same max_seq_length avoids).
-    guide.max_seq_length = model.max_seq_length
+    guide = load_sentence_transformer(guide_dir, str(model.device), model.max_seq_length)
     guide.requires_grad_(False)
     return guide.eval()
 
