@@ -15,6 +15,7 @@ read back, so the curve has every step once, whatever was on disk.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -40,6 +41,23 @@ def curve_points(entry: dict, step: int) -> dict[str, float]:
     return points
 
 
+def open_live(live_dir: Path):
+    """DVCLive's ``Live`` on ``live_dir``: no dvc.yaml or experiment of its own (dvc.yaml declares its files, and
+    ``dvc exp run`` saves experiments), no report; also in a git repository with no commit yet."""
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    class FirstCommitSafeLive(Live):
+        # DVCLive 3.49 asks git for the current commit before it checks that there is one, so `git init`,
+        # `dvc init`, `dvc repro` (a new user's first run) would raise here. Without a commit there is no
+        # experiment to link the curves to (its own no-commit branch does nothing more): the files are the same.
+        def _init_dvc(self):
+            with contextlib.suppress(SCMError):
+                super()._init_dvc()
+
+    return FirstCommitSafeLive(dir=str(live_dir), resume=False, report=None, dvcyaml=False, save_dvc_exp=False)
+
+
 class LiveCurves(TrainerCallback):
     """Logs every Trainer log entry's curve points to DVCLive at its step (only the process given one: rank 0)."""
 
@@ -48,11 +66,9 @@ class LiveCurves(TrainerCallback):
         self.live = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from dvclive import Live
-
         # Not resume=True: that would keep the killed run's rows after the checkpoint. A fresh folder, refilled
         # from the history the Trainer restored with the checkpoint (empty on a fresh run).
-        self.live = Live(dir=str(self.live_dir), resume=False, report=None, dvcyaml=False, save_dvc_exp=False)
+        self.live = open_live(self.live_dir)
         for entry in state.log_history:
             self._log(entry, entry.get("step", 0))
         self.live.make_summary()
