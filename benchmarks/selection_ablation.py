@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks.project import JUDGES, PREPARED, REPO_ROOT, copy_prepared, prepared_project, run_stage_module, set_params, write_result
 from benchmarks.train_throughput import cpu_name
+from stages.lib.training.live_curves import read_val_curve
 
 RESULTS = Path("benchmarks/results/selection_ablation.json")
 RETRIEVERS = ("base", "finetuned", "bm25", "hybrid")
@@ -157,7 +158,8 @@ def run_law(law: str, root: Path) -> dict:
     set_params(hidden, {**golden, "evaluate.golden_sets": []})
     seconds = _run_stages(hidden, ("train", "evaluate"))
     verdict = _read(hidden, "metrics/eval.json")["verdict"]
-    val_curve = [f"{step},{score}" for step, score in _val_curve(hidden).items()]  # step,ndcg@10 (DVCLive's series)
+    # step,ndcg@10 from DVCLive's series
+    val_curve = [f"{step},{score}" for step, score in read_val_curve(hidden / "metrics/train_live").items()]
     out["hidden"] = {"seconds": seconds, **_choices(hidden), "report_best": verdict["best"],
                      "report_best_measured": verdict["best_measured"], "verdict": verdict,
                      "synthetic_val_curve": val_curve}
@@ -176,23 +178,12 @@ def run_law(law: str, root: Path) -> dict:
     return out
 
 
-def _val_curve(project: Path) -> dict[int, float]:
-    """Step -> val NDCG@10 from DVCLive's series: step 0 is the base model, the later steps the fine-tune."""
-    curve = {}
-    for candidate in ("base", "finetuned"):
-        path = project / "metrics/train_live/plots/metrics/val" / candidate / "ndcg@10.tsv"
-        if path.is_file():
-            curve.update({int(step): float(score) for step, score in
-                          (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:])})
-    return dict(sorted(curve.items()))
-
-
 def _synthetic_val_rule(hidden: Path, law: dict, golden_test_hits: dict[str, dict[str, float]]) -> dict:
     """What the rule before (choosing on the synthetic val split) would have kept: the step its curve ranks first
     (ties to the earlier, as the train stage's keeper did), and the fusion tuned on it, scored on golden test with
     the hidden run's model (the fine-tuned model at that step is known only when it is the base model, the visible
     run's step or the final one)."""
-    curve = list(_val_curve(hidden).items())
+    curve = list(read_val_curve(hidden / "metrics/train_live").items())
     step = max(curve, key=lambda entry: (entry[1], -entry[0]))[0]
     fusion, hybrid_hits = synthetic_val_fusion(hidden)
     ids = sorted(golden_test_hits)

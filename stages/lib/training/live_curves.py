@@ -101,3 +101,15 @@ class LiveCurves(TrainerCallback):
             self.live.log_metric(f"selection/wise_ft/{tag}/ndcg@10", score, plot=False)
         self.live.make_summary()  # at ``step``: end() keeps the summary's step
         self.live.end()
+
+
+def read_val_curve(live_dir: Path, metric: str = "ndcg@10") -> dict[int, float]:
+    """Step -> val ``metric`` from a run's DVCLive series (``live_dir``, e.g. ``metrics/train_live``): step 0 is the
+    base model, the later steps the fine-tune. Empty when the run logged no validation."""
+    curve = {}
+    for name in ("base", "finetuned"):
+        path = live_dir / "plots/metrics/val" / name / f"{metric}.tsv"
+        if path.is_file():
+            rows = (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:])
+            curve.update({int(step): float(score) for step, score in rows})
+    return dict(sorted(curve.items()))

@@ -24,18 +24,20 @@ from urllib.parse import urlencode
 
 from stages.lib.common.files import read_json, read_jsonl
 from stages.lib.documents.lexical_overlap import BANDS
+from stages.lib.retrieval.eval_report import (
+    BY_OVERLAP_FILE,
+    BY_STYLE_FILE,
+    CURVE_FILE,
+    METRICS_FILE,
+    PER_QUERY_FILE,
+)
 from stages.lib.retrieval.fusion import Fusion
 from stages.lib.retrieval.intervals import verdict
 from stages.lib.retrieval.verdict import LABEL_URL, NO_JUDGE, judge_notice, verdict_lines
 from stages.lib.ui.known_questions import SYNTHETIC_PREFIX, KnownQuestions
 from stages.lib.ui.run_files import REPORT, Problem
 
-EVAL_FILE = Path("metrics/eval.json")
-BY_STYLE_FILE = Path("metrics/eval_by_style.json")
-BY_OVERLAP_FILE = Path("metrics/eval_by_overlap.json")
-CURVE_FILE = Path("metrics/hit_rate.csv")
 TRAIN_FILE = Path("metrics/train.json")
-PER_QUERY_FILE = Path("data/eval/per_query.jsonl")
 SYNTHETIC_TEST = "test"
 RETRIEVER_ORDER = ("base", "seed_recipe", "finetuned", "bm25", "hybrid")
 COMPARED = ("base", "bm25")  # the fine-tuned model's error analysis: against the model it started from, and BM25
@@ -79,9 +81,9 @@ def _read_curve(path: Path) -> dict[str, dict[str, list[list[float]]]]:
 def build_report(known: KnownQuestions, train_alphas: list[float], language: str = "") -> dict:
     """The report's parts; golden sets in ``language`` (the corpus's) come first."""
     problems: list[Problem] = []
-    metrics = _read(EVAL_FILE, read_json, problems, "evaluate")
+    metrics = _read(METRICS_FILE, read_json, problems, "evaluate")
     if metrics is not None and not isinstance(metrics, dict):
-        problems.append(Problem(f"{EVAL_FILE} is not the evaluate stage's metrics (not a JSON object): run "
+        problems.append(Problem(f"{METRICS_FILE} is not the evaluate stage's metrics (not a JSON object): run "
                                 "`dvc repro evaluate`.", "invalid", "evaluate", (REPORT,)))
         metrics = None
     report = {
