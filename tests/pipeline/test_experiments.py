@@ -65,6 +65,19 @@ def test_exp_show_lists_both_points_with_their_params_and_metrics(shared):
     assert steps[0] < steps[1]  # batch 8: the larger budget takes more steps
 
 
+def test_exp_show_sorts_the_grid_by_a_metric(shared):
+    _, _, alice = shared
+    shown = run(["dvc", "exp", "show", "--csv", "--sort-by", "metrics/eval.json:finetuned.mrr@10", "--sort-order", "asc",
+                 "--keep", r"^(Experiment|finetuned\.mrr@10|train\.max_pairs)$", "--drop", ".*"], alice).stdout
+    header = shown.splitlines()[0].split(",")
+    rows = [line.split(",") for line in shown.splitlines() if line.startswith("pairs-")]
+    assert {row[0]: row[header.index("train.max_pairs")] for row in rows} == {"pairs-1": "16", "pairs-2": "24"}, shown
+    assert header == ["Experiment", "finetuned.mrr@10", "train.max_pairs"], shown
+    # Ascending: `dvc exp show` lists the newest first, so an ignored sort would fail here on a distinct pair.
+    mrr = [float(row[header.index("finetuned.mrr@10")]) for row in rows]
+    assert mrr == sorted(mrr), shown
+
+
 def test_a_pushed_experiment_is_pulled_and_applied_in_a_second_clone(shared):
     root, origin, alice = shared
     shown = {experiment.name: experiment for experiment in show_experiments(alice)}

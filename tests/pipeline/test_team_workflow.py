@@ -1,5 +1,5 @@
 """The team workflow with real git and DVC: remotes (local folder and SSH), a shared cache,
-branch comparisons on a fresh clone, queued experiments.
+branch comparisons on a fresh clone. Queued experiments: tests/pipeline/test_experiments.py.
 
 One tiny project ("alice", a copy of the session's reproduced pipeline) is shared;
 the tests clone it as teammates would.
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, stages_run, update_params, wait_for_queue
+from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, stages_run, update_params
 from tests.sshd import LocalSSHServer
 
 
@@ -130,24 +130,3 @@ def test_branches_compare_on_a_fresh_clone_without_remote(team):
     params = json.loads(run(["dvc", "params", "diff", "--json", "origin/main", "origin/fusion-k20"], fresh).stdout)
     rrf_k = params["params.yaml"]["evaluate.rrf_k"]
     assert (rrf_k["old"], rrf_k["new"], rrf_k["diff"]) == (60, 20, -40)
-
-
-@pytest.mark.slow
-def test_queued_experiments_run_in_parallel_and_sort_by_metric(team):
-    _, _, alice, _ = team
-    # Only `evaluate` reads this param: each queued run is quick, and its float must stay a float.
-    for weight in ("0.3", "2.0"):
-        run(["dvc", "exp", "run", "--queue", "-S", "evaluate.fusion=rrf", "-S", f"evaluate.hybrid_dense_weight={weight}",
-             "-n", f"w-{weight}"], alice)
-    run(["dvc", "queue", "start", "-j", "2"], alice)
-    status = wait_for_queue(alice)
-    assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "w-0.3"], alice, check=False).stdout
-    shown = run(["dvc", "exp", "show", "--csv", "--sort-by", "metrics/eval.json:hybrid.mrr@10", "--sort-order", "desc",
-                 "--keep", "Experiment|hybrid.mrr@10|hybrid_dense_weight", "--drop", ".*"], alice).stdout
-    header = shown.splitlines()[0].split(",")
-    rows = [line.split(",") for line in shown.splitlines() if line.startswith(("w-0.3", "w-2.0"))]
-    assert len(rows) == 2
-    mrr = [float(row[header.index("hybrid.mrr@10")]) for row in rows]
-    assert mrr == sorted(mrr, reverse=True)
-    weights = {row[0]: row[header.index("hybrid_dense_weight")] for row in rows}
-    assert weights == {"w-0.3": "0.3", "w-2.0": "2.0"}
