@@ -56,7 +56,7 @@ def main() -> None:
         log.info("off (export.enabled: false): no ONNX model, no measurements")
         return
     timer = PhaseTimer("export")
-    hardware = resolve_hardware(params.compute.device, params.compute.precision)
+    hardware = resolve_hardware(params.compute.device, params.compute.precision, model_dir=MODEL_DIR)
 
     # 1. Inputs, checked before any slow work: the model, its prompts, the questions to measure on.
     if not (MODEL_DIR / "modules.json").is_file():

@@ -72,7 +72,7 @@ def main() -> None:
     params = load_params()
 
     # 1. Hardware: resolved here, recorded in the metrics, never written into params.
-    hardware = resolve_hardware(params.compute.device, params.compute.precision, params.train.processes)
+    hardware = resolve_hardware(params.compute.device, params.compute.precision, params.train.processes, BASE_DIR)
     check_batch_split(params.train.batch_size, hardware.processes)
     # 2. Several processes: relaunch this stage under torchrun, which runs step 3 in each.
     if hardware.processes > 1 and not is_launched_worker():

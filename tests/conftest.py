@@ -8,6 +8,7 @@ change the project work on a copy (``copy_project``), so the expensive
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,21 @@ import pytest
 
 from tests.helpers import TINY_ZH_PARAMS, make_project, run
 from tests.openai_stub import StubOpenAI
+
+
+@pytest.fixture(scope="session", autouse=True)
+def precision_probe_cache(tmp_path_factory):
+    """One fresh cache of the precision probe's decision for the session, shared by the stages the tests run:
+    tests neither read nor change the developer's (~/.cache/embedding-ft)."""
+    from stages.lib.models.precision_probe import CACHE_DIR_VARIABLE
+
+    before = os.environ.get(CACHE_DIR_VARIABLE)
+    os.environ[CACHE_DIR_VARIABLE] = str(tmp_path_factory.mktemp("embedding-ft-cache"))
+    yield
+    if before is None:
+        del os.environ[CACHE_DIR_VARIABLE]
+    else:
+        os.environ[CACHE_DIR_VARIABLE] = before
 
 
 @dataclass(frozen=True)

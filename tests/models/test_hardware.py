@@ -1,4 +1,5 @@
-"""Precision from the hardware: bf16 where the CPU (or GPU) computes it natively, fp32 elsewhere, and encoding in it."""
+"""Precision from the hardware: measured between fp32 and bf16 where the CPU computes bf16 natively, fp32 elsewhere,
+and encoding in it (the probe itself: test_precision_probe.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import numpy as np
 import pytest
 
 from stages.lib.common.errors import UserError
-from stages.lib.models.hardware import Hardware, autocast, cpu_bf16_flags, cpu_has_native_bf16, resolve_precision
+from stages.lib.models.hardware import (
+    Hardware,
+    autocast,
+    cpu_bf16_flags,
+    cpu_has_native_bf16,
+    decide_precision,
+    precision_candidates,
+    resolve_precision,
+)
 
 NATIVE_BF16 = cpu_has_native_bf16()
 needs_native_bf16 = pytest.mark.skipif(
@@ -27,16 +36,22 @@ def test_the_flags_that_mean_native_bf16_are_read_from_cpuinfo(tmp_path):
     assert cpu_bf16_flags(tmp_path / "absent") == []  # macOS, Windows: none assumed
 
 
-def test_auto_takes_bf16_exactly_where_the_cpu_has_it_and_a_forced_bf16_elsewhere_is_refused():
-    assert resolve_precision("auto", "cpu") == ("bf16" if NATIVE_BF16 else "fp32")
+def test_auto_measures_where_the_cpu_has_native_bf16_and_a_forced_bf16_elsewhere_is_refused():
+    assert precision_candidates("cpu") == (["fp32", "bf16"] if NATIVE_BF16 else ["fp32"])
+    chosen, measured = decide_precision("auto", "cpu")
+    if NATIVE_BF16:  # the probe's choice (this session's cache: tests/conftest.py), with both rates
+        assert measured is not None and chosen == measured.choice and sorted(measured.rates) == ["bf16", "fp32"]
+    else:  # emulated bf16 is never measured: it would take minutes
+        assert (chosen, measured) == ("fp32", None)
     assert resolve_precision("auto", "mps") == "fp32"
     if NATIVE_BF16:
         assert resolve_precision("bf16", "cpu") == "bf16"
     else:
         with pytest.raises(UserError, match="compute.precision.*no native bf16"):
             resolve_precision("bf16", "cpu")
-    described = Hardware("cpu", resolve_precision("auto", "cpu")).describe()
-    assert described.startswith("cpu, bf16 (autocast, native bf16" if NATIVE_BF16 else "cpu, fp32 (no native bf16")
+    described = Hardware("cpu", chosen, probe=measured).describe()
+    assert described.startswith(f"cpu, {chosen} (the fastest: fp32 " if NATIVE_BF16 else "cpu, fp32 (no native bf16")
+    assert Hardware("cpu", "bf16").describe().startswith("cpu, bf16 (autocast, native bf16" if NATIVE_BF16 else "cpu, bf16 (autocast, native bf16 (forced")
 
 
 def test_autocast_runs_matrix_products_in_bf16_and_fp32_runs_none():

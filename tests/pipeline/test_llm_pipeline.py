@@ -68,8 +68,7 @@ def test_kill_9_then_resume_never_repeats_a_successful_request(tmp_path):
 
 def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path, tiny_pipeline):
     params = {**TINY_ZH_PARAMS, **LLM_PARAMS}
-    params["evaluate"] = {**TINY_ZH_PARAMS["evaluate"], "api_embedding_models": ["stub-embed"],
-                          "llamaindex_check": False}
+    params["evaluate"] = {**TINY_ZH_PARAMS["evaluate"], "api_embedding_models": ["stub-embed"]}
     project = make_project(tmp_path / "p", params)
     with StubOpenAI() as stub:
         first = run(["dvc", "repro"], project, extra_env=stub_env(stub))

@@ -50,9 +50,8 @@ def test_first_repro_runs_every_stage_and_prints_the_table(project):
     # Quality targets are checked on the full default run (tests/pipeline/test_committed_results.py);
     # one tiny epoch here only has to produce a different, working model.
     assert metrics["finetuned"] != metrics["base"]
-    # Our evaluator and a llama-index VectorStoreIndex retriever agree on the same sample of queries and chunks.
-    assert abs(metrics["llamaindex_finetuned_hit@5"] - metrics["ours_on_llamaindex_sample_hit@5"]) <= (
-        1 / metrics["llamaindex_sample_queries"] + 1e-9)
+    # The llama-index cross-check is off in the tiny params (tests/helpers.py): nothing of it is reported.
+    assert not [key for key in metrics if "llamaindex" in key]
     train = read_json(path / "metrics/train.json")
     assert train["unk_rate_before"] > 0.4 and train["unk_rate_after"] == 0.0 and train["tokens_added"] > 100
     assert (path / "metrics/hit_rate.csv").read_text().startswith("question_set,retriever,k,hit_rate\ntest,base,1,")

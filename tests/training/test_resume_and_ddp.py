@@ -16,7 +16,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stages.lib.models.hardware import cpu_has_native_bf16
 from tests.helpers import command_env, copy_project, run, update_params
 
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
@@ -112,7 +111,10 @@ def test_two_processes_with_gloo_through_dvc_repro(reference, tmp_path):
     assert output.count("[train] finished in") == 1 and "Traceback" not in output
     metrics = read_json(project / "metrics/train.json")
     assert metrics["processes"] == 2 and metrics["device"] == "cpu"
-    assert metrics["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    # Every worker took the precision the launcher measured (the probe's cached decision), as the single run did.
+    assert metrics["precision"] == train["precision"]
+    assert {key: value for key, value in metrics.items() if key.startswith("precision_probe_")} == \
+        {key: value for key, value in train.items() if key.startswith("precision_probe_")}
     # train.batch_size is global: the same pairs make the same number of steps as the single-process run.
     assert (metrics["train_pairs"], metrics["steps"]) == (train["train_pairs"], train["steps"])
     # One model, written once.

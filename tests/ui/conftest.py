@@ -39,10 +39,10 @@ QUESTIONS = [
     ("test", "en", "Can the national anthem be used in commercial advertising?", "中华人民共和国国歌法.pdf", ["第八条"]),
 ]
 # The session's tiny pipeline, trained as little as it can be (the page shows a model, it does not judge it), with
-# the golden set, and no llama-index cross-check (the report shows it when there, the page does not need it).
+# the golden set (and, as every tiny run, no llama-index cross-check).
 PARAMS = {**TINY_ZH_PARAMS,
           "train": {**TINY_ZH_PARAMS["train"], "max_pairs": 48, "wise_ft_alphas": [1.0]},
-          "evaluate": {**TINY_ZH_PARAMS["evaluate"], "golden_sets": [GOLDEN], "llamaindex_check": False}}
+          "evaluate": {**TINY_ZH_PARAMS["evaluate"], "golden_sets": [GOLDEN]}}
 
 
 @pytest.fixture(scope="package")

@@ -72,8 +72,9 @@ class ComputeParams(_Section):
 
     # auto: CUDA if present, else Apple MPS, else CPU.
     device: Literal["auto", "cuda", "mps", "cpu"]
-    # auto: bf16 mixed precision on a CUDA GPU that supports it, else fp16 there; bf16 on a CPU that computes it
-    # natively (avx512_bf16 / amx_bf16 / Arm bf16), fp32 on other CPUs and MPS (stages/lib/models/hardware.py).
+    # auto: the fastest of fp32 and the low precisions the hardware computes natively (bf16 and fp16 on a CUDA GPU,
+    # bf16 on a CPU with avx512_bf16 / amx_bf16 / Arm bf16), measured once per machine; fp32 on other CPUs and MPS
+    # (stages/lib/models/hardware.py, precision_probe.py).
     precision: Literal["auto", "bf16", "fp16", "fp32"]
 
 

@@ -1,20 +1,28 @@
-"""Pick the hardware at run time: CUDA, else Apple MPS, else CPU; mixed precision where the hardware computes it.
+"""Pick the hardware at run time: CUDA, else Apple MPS, else CPU; mixed precision where it is measured faster.
 
 ``compute.device`` and ``compute.precision`` default to ``auto`` so that one
 committed ``params.yaml`` serves every teammate's machine; the resolved values
 are recorded in the stage's metrics instead. The same precision applies to
 training (the Trainer's mixed precision: fp32 master weights) and to every
-encoding (``autocast``): bf16 on a GPU that has it and on a CPU with native
-bf16 (AVX512-BF16 or AMX), fp16 on an older GPU, fp32 elsewhere.
+encoding (``autocast``). ``auto`` times the model's own layer shape in fp32 and
+in each low precision the device computes natively (bf16 on a CPU with
+AVX512-BF16, AMX or Arm BF16; bf16 and fp16 on a GPU) and takes the fastest
+(``precision_probe``); a CPU without native bf16 runs fp32 unmeasured, since
+emulated bf16 is a hundred times slower.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from stages.lib.common.errors import UserError
+from stages.lib.models.precision_probe import LayerShape, ProbeResult, probe
+
+log = logging.getLogger(__name__)
 
 DEVICES = ("cuda", "mps", "cpu")
 
@@ -65,15 +73,26 @@ def cpu_has_native_bf16() -> bool:
     return bool(cpu_bf16_flags())
 
 
-def resolve_precision(requested: str, device: str) -> str:
-    """``auto`` -> bf16 on a CUDA GPU that supports it (fp16 on an older one) and on a CPU with native
-    bf16; fp32 on any other CPU and on Apple MPS (its autocast is incomplete in the Trainer stack)."""
-    if requested == "auto":
-        if device == "cuda":
-            import torch
+def precision_candidates(device: str) -> list[str]:
+    """The precisions ``auto`` chooses between on ``device``: fp32 and what the hardware computes natively."""
+    if device == "cuda":
+        import torch
 
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    if device == "cpu" and cpu_has_native_bf16():
+        return ["fp32", "bf16"]
+    return ["fp32"]  # Apple MPS: its autocast is incomplete in the Trainer stack
+
+
+def decide_precision(requested: str, device: str, model_dir: Path | None = None) -> tuple[str, ProbeResult | None]:
+    """``auto`` -> the fastest of ``precision_candidates`` on one layer of the model in ``model_dir`` (measured
+    once per machine, then cached), with the measurement; a forced value as it is, if the hardware can do it."""
+    if requested == "auto":
+        candidates = precision_candidates(device)
+        if len(candidates) == 1:
+            return candidates[0], None
+        result = _probe_once(device, tuple(candidates), LayerShape.of_model(model_dir, device))
+        return result.choice, result
     if requested == "fp16" and device == "cpu":
         raise UserError(
             "params.yaml key 'compute.precision' is 'fp16', which the CPU cannot train in. "
@@ -85,7 +104,18 @@ def resolve_precision(requested: str, device: str) -> str:
             "amx_bf16 in /proc/cpuinfo): PyTorch would emulate it, hundreds of times slower than fp32. "
             "Use auto or fp32 here."
         )
-    return requested
+    return requested, None
+
+
+def resolve_precision(requested: str, device: str, model_dir: Path | None = None) -> str:
+    return decide_precision(requested, device, model_dir)[0]
+
+
+@functools.cache  # one probe (or cache read) and one line per process, however many encoders ask
+def _probe_once(device: str, candidates: tuple[str, ...], shape: LayerShape) -> ProbeResult:
+    result = probe(device, list(candidates), shape)
+    log.info(f"precision auto -> {result.choice} ({result.describe()})")
+    return result
 
 
 def resolve_processes(requested: int | str, device: str) -> int:
@@ -116,9 +146,12 @@ class Hardware:
     device: str
     precision: str
     processes: int = 1
+    probe: ProbeResult | None = None  # the measurement ``auto`` chose the precision by, if it measured
 
     def describe(self) -> str:
         """One line for the log: where, in what precision, and why that precision."""
+        if self.probe:
+            return f"{self.device}, {self.precision} (the fastest: {self.probe.describe()})"
         if self.precision == "fp32":
             # Said only where it is the reason: fp32 may also be asked for on a CPU that has bf16.
             why = "no native bf16 on this CPU" if self.device == "cpu" and not cpu_has_native_bf16() else "full precision"
@@ -129,10 +162,17 @@ class Hardware:
         return f"{self.device}, {self.precision} ({why})"
 
 
-def resolve_hardware(device: str, precision: str, processes: int | str = 1) -> Hardware:
-    """The ``compute.*`` (and for training ``train.processes``) params, with every ``auto`` resolved for this machine."""
+    def metrics(self) -> dict[str, str | float]:
+        """What a stage records of it: device, precision, and the probe's rates if ``auto`` measured them."""
+        return {"device": self.device, "precision": self.precision, **(self.probe.metrics() if self.probe else {})}
+
+
+def resolve_hardware(device: str, precision: str, processes: int | str = 1, model_dir: Path | None = None) -> Hardware:
+    """The ``compute.*`` (and for training ``train.processes``) params, with every ``auto`` resolved for this machine;
+    ``model_dir`` gives the layer shape a precision probe times (the bundled base's shape without it)."""
     resolved = resolve_device(device)
-    return Hardware(resolved, resolve_precision(precision, resolved), resolve_processes(processes, resolved))
+    chosen, measured = decide_precision(precision, resolved, model_dir)
+    return Hardware(resolved, chosen, resolve_processes(processes, resolved), measured)
 
 
 # Texts per forward pass when encoding, for ``auto``. sentence-transformers sorts a call's texts by length, so

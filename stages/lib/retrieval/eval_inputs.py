@@ -44,7 +44,7 @@ class Settings:
     @classmethod
     def resolve(cls, all_params: Params) -> Settings:
         params = all_params.evaluate
-        hardware = resolve_hardware(all_params.compute.device, all_params.compute.precision)
+        hardware = resolve_hardware(all_params.compute.device, all_params.compute.precision, model_dir=MODELS["base"])
         params = params.model_copy(update={"batch_size": encoding_batch_size(params.batch_size, hardware.device)})
         depth = max(DEPTH, max(params.k_values), CURVE_MAX_K)
         return cls(params, hardware, depth, 5 if 5 in params.k_values else params.k_values[-1])

@@ -102,7 +102,7 @@ def summary_metrics(inputs: Inputs, results: dict[str, dict], fusion: Fusion, ha
         "test_word_overlap": overlaps[SYNTHETIC_TEST],
         "corpus_size": len(test.corpus), "hybrid_fusion": fusion.method, "hybrid_dense_weight": fusion.weight,
         # Where the vectors were computed (as in metrics/train.json): bf16 vectors differ slightly from fp32 ones.
-        "device": hardware.device, "precision": hardware.precision,
+        **hardware.metrics(),
         **{name: {**scores, "queries": queries[name], "word_overlap": overlaps[name]}
            for name, scores in results.items() if name != SYNTHETIC_TEST},
     }

@@ -116,7 +116,7 @@ class Retrievers:
         corpus = {c.id: c.text for c in chunks}
         self.corpus_ids = list(corpus)
         # The precision and the prompts `evaluate` encoded with, so its cached corpus vectors are the ones read here.
-        hardware = resolve_hardware(params.compute.device, params.compute.precision)
+        hardware = resolve_hardware(params.compute.device, params.compute.precision, model_dir=models["base"])
         self.hardware = hardware.describe()
         self.prompts = resolve_prompts(params.model.query_prompt, params.model.document_prompt, models["base"])
         self.max_seq_length = params.model.max_seq_length

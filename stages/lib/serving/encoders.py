@@ -56,7 +56,7 @@ class SentenceTransformerEncoder:
         from stages.lib.models.hardware import encoding_batch_size, resolve_hardware
         from stages.lib.models.loading import count_without_length_warning, load_sentence_transformer
 
-        hardware = resolve_hardware(device, precision)
+        hardware = resolve_hardware(device, precision, model_dir=folder)
         self.device, self.precision = hardware.device, hardware.precision
         self.hardware = hardware.describe()
         self._model = load_sentence_transformer(folder, self.device)  # with the folder's own max_seq_length

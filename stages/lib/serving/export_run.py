@@ -39,7 +39,7 @@ def export_and_measure(model, model_dir: Path, staging: Path, prompts: Prompts, 
                        params: Params, hardware: Hardware, timer: PhaseTimer) -> dict:
     """Export ``model`` (loaded on the CPU from ``model_dir``) into ``staging``, and measure the three encoders."""
     # PyTorch's CPU throughput row runs in what the CPU computes natively (bf16 or fp32), whatever the GPU uses.
-    cpu_precision = hardware.precision if hardware.device == "cpu" else resolve_precision("auto", "cpu")
+    cpu_precision = hardware.precision if hardware.device == "cpu" else resolve_precision("auto", "cpu", model_dir)
 
     # 1. The ONNX folder.
     config = write_onnx_folder(model, prompts, params.model.max_seq_length, staging, timer)

@@ -42,8 +42,7 @@ def training_metrics(outcome: Outcome) -> dict:
     steps_this_run = trainer.state.global_step - resumed_from
     vocabulary, pairs, validation = built.vocabulary, built.pairs, built.validation
     return {
-        "device": hardware.device,
-        "precision": hardware.precision,
+        **hardware.metrics(),  # device, precision and, where auto measured it, each precision's rate
         "processes": hardware.processes,
         "unk_rate_before": round(vocabulary.unk_rate_before, 4),
         "unk_rate_after": round(vocabulary.unk_rate_after, 4),
