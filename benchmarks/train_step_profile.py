@@ -21,16 +21,13 @@ matrix product of this machine in the run's precision.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.project import write_result
-from benchmarks.train_throughput import cpu_name, matmul_peak, prepare_project, training_flops_per_pair
+from benchmarks.train_throughput import cpu_name, matmul_peak, run_on_default_inputs, training_flops_per_pair
 
 
 class PartClocks:
@@ -174,20 +171,7 @@ def measure(steps: int, warmup: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="compute.precision (default: params.yaml's)")
-    parser.add_argument("--json", type=Path, help="also write the result here")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        project = Path(folder)
-        prepare_project(project, args.precision)
-        os.chdir(project)
-        result = measure(args.steps, max(1, args.warmup))
-    for key, value in result.items():
-        print(f"{key:>32}: {value}")
-    write_result(args.json, result)
+    run_on_default_inputs(__doc__, measure, default_steps=8)
 
 
 if __name__ == "__main__":

@@ -150,9 +150,11 @@ def measure(steps: int, warmup: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10)
+def run_on_default_inputs(description: str, measure_steps, default_steps: int) -> None:
+    """The command line of a training-step benchmark: ``measure_steps(steps, warmup)`` run in a temporary project
+    holding the default pipeline's inputs, its result printed and written to ``--json``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=default_steps)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="compute.precision (default: params.yaml's)")
     parser.add_argument("--json", type=Path, help="also write the result here")
@@ -161,10 +163,15 @@ def main() -> None:
         project = Path(folder)
         prepare_project(project, args.precision)
         os.chdir(project)
-        result = measure(args.steps, max(1, args.warmup))
+        result = measure_steps(args.steps, max(1, args.warmup))
+    width = max(len(key) for key in result)
     for key, value in result.items():
-        print(f"{key:>20}: {value}")
+        print(f"{key:>{width}}: {value}")
     write_result(args.json, result)
+
+
+def main() -> None:
+    run_on_default_inputs(__doc__, measure, default_steps=10)
 
 
 if __name__ == "__main__":
