@@ -72,11 +72,13 @@ def _trained_weights(model) -> dict[str, torch.Tensor]:
     ("gist", True, True),
     ("cached_gist", True, True),
 ])
-def test_a_few_steps_train_the_model_and_leave_the_guide_as_it_was(tmp_path, loss_name, chinese_with_new_tokens,
-                                                                   with_negatives):
+def test_a_few_steps_train_the_model_and_leave_the_guide_as_it_was(tmp_path, monkeypatch, loss_name,
+                                                                   chinese_with_new_tokens, with_negatives):
     from datasets import Dataset
     from sentence_transformers.sentence_transformer.losses import CachedGISTEmbedLoss, GISTEmbedLoss
 
+    import stages.lib.training.trainer as trainer_module
+    from stages.lib.training.guide_memory import RememberedGuide
     from stages.lib.training.trainer import GIST_TEMPERATURE, TrainerSettings, build_trainer
     from stages.lib.training.vocab import extend_vocabulary, measure_coverage
 
@@ -95,7 +97,18 @@ def test_a_few_steps_train_the_model_and_leave_the_guide_as_it_was(tmp_path, los
     params = _train_params(loss_name)
     settings = TrainerSettings(params=params, hardware=Hardware("cpu", "fp32"), work=tmp_path / "work",
                                vocabulary_extended=added > 0, prompts=PROMPTS, guide_dir=packaged_model_dir(MINILM))
+    seen_before_training: list[str] = []
+    load_guide = trainer_module.load_guide
+
+    def watched_guide(*args, **kwargs):
+        guide = load_guide(*args, **kwargs)
+        guide[0].register_forward_pre_hook(lambda _module, inputs: seen_before_training.extend(
+            guide.tokenizer.batch_decode(inputs[0]["input_ids"], skip_special_tokens=True)))
+        return guide
+
+    monkeypatch.setattr(trainer_module, "load_guide", watched_guide)
     trainer = build_trainer(model, Dataset.from_dict(columns), None, settings).trainer
+    monkeypatch.undo()
     loss = trainer.loss
     assert type(loss) is {"gist": GISTEmbedLoss, "cached_gist": CachedGISTEmbedLoss}[loss_name]
     assert loss.temperature == GIST_TEMPERATURE and loss.must_retokenize == chinese_with_new_tokens
@@ -103,14 +116,19 @@ def test_a_few_steps_train_the_model_and_leave_the_guide_as_it_was(tmp_path, los
         assert loss.mini_batch_size == params.mini_batch_size
     guide = loss.guide
     assert guide is not model and not guide.training and guide.max_seq_length == model.max_seq_length
+    # The same vocabulary: the guide embedded every training text once, before the first step (guide_memory.py),
+    # from the prompted texts; another vocabulary: the guide re-tokenizes and runs in every step.
+    assert isinstance(guide, RememberedGuide) != chinese_with_new_tokens
     guide_before = {name: t.clone() for name, t in guide.state_dict().items()}
     model_before = _trained_weights(model)
-    seen_by_guide: list[str] = []
+    seen_by_guide: list[str] = [*seen_before_training]
     hook = guide[0].register_forward_pre_hook(
         lambda _module, args: seen_by_guide.extend(guide.tokenizer.batch_decode(args[0]["input_ids"], skip_special_tokens=True)))
 
     trainer.train()
     hook.remove()
+    if isinstance(guide, RememberedGuide):
+        assert guide.misses == 0 and guide.hits == trainer.state.global_step * params.batch_size * len(columns)
 
     logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert trainer.state.global_step == len(pairs) // params.batch_size and logged

@@ -221,6 +221,8 @@ class TrainParams(_Section):
     hard_negative_relative_margin: float = Field(ge=0, lt=1)
     # Batches in which no text appears twice (sentence-transformers' NO_DUPLICATES sampler).
     duplicate_free_batches: bool
+    # Batches of texts of similar length (less padding), still shuffled in step order (training/batches.py).
+    similar_length_batches: bool
     hard_negative_rank_min: int = Field(ge=1)
     hard_negative_rank_max: int = Field(ge=1)
     hard_negative_margin: float = Field(gt=0)

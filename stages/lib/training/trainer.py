@@ -151,7 +151,9 @@ def build_trainer(model, train_data, evaluator, settings: TrainerSettings) -> Tr
     """The sentence-transformers Trainer with our batching, checkpointing and model-selection rules."""
     from transformers import PrinterCallback
 
+    from stages.lib.models.hardware import encoding_batch_size
     from stages.lib.training.checkpoints import BestModelKeeper, CheckpointCost, CheckpointSchedule
+    from stages.lib.training.guide_memory import remember_training_texts
     from stages.lib.training.live_curves import LiveCurves
 
     params = settings.params
@@ -169,11 +171,13 @@ def build_trainer(model, train_data, evaluator, settings: TrainerSettings) -> Tr
     trainer = lean_checkpoint_trainer_class()(model=model, args=args, train_dataset=train_data, loss=loss,
                                               evaluator=evaluator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
+    # 4. GIST's guide embeds every training text once, not in every step (guide_memory.py).
+    remember_training_texts(trainer, settings.hardware.precision,
+                            encoding_batch_size("auto", settings.hardware.device))
     return TrainingSetup(trainer=trainer, keeper=keeper, checkpoint_cost=cost, curves=curves)
 
 
 def _training_arguments(n_pairs: int, columns: list[str], loss, validates: bool, settings: TrainerSettings):
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     from stages.lib.training.checkpoints import save_steps
@@ -193,9 +197,7 @@ def _training_arguments(n_pairs: int, columns: list[str], loss, validates: bool,
                                if settings.vocabulary_extended else {}),
         warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         weight_decay=params.weight_decay,
-        # Without it, a batch can hold the same passage twice, and one copy is then a "negative" of
-        # the other's query: the seed recipe's plain batches do that.
-        batch_sampler=BatchSamplers.NO_DUPLICATES if params.duplicate_free_batches else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=_batch_sampler(params),
         seed=params.seed,
         data_seed=params.seed,
         eval_strategy="steps" if validates else "no",
@@ -219,6 +221,21 @@ def _training_arguments(n_pairs: int, columns: list[str], loss, validates: bool,
         disable_tqdm=True,
         **_activation_checkpointing(SentenceTransformerTrainingArguments, params.gradient_checkpointing),
     )
+
+
+def _batch_sampler(params: TrainParams):
+    """Duplicate-free batches unless turned off: without them a batch can hold the same passage twice, and one copy is
+    then a "negative" of the other's query (the seed recipe's plain batches do that). Similar lengths in a batch
+    unless turned off (batches.py)."""
+    import functools
+
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from stages.lib.training.batches import SimilarLengthBatchSampler
+
+    if params.similar_length_batches:
+        return functools.partial(SimilarLengthBatchSampler, duplicate_free=params.duplicate_free_batches)
+    return BatchSamplers.NO_DUPLICATES if params.duplicate_free_batches else BatchSamplers.BATCH_SAMPLER
 
 
 def lean_checkpoint_trainer_class():
