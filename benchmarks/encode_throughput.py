@@ -12,7 +12,9 @@ Each setting is timed ``--repeats`` times; the median is reported.
     python -m benchmarks.encode_throughput                       # about 3 minutes on 2 cores
     python -m benchmarks.encode_throughput --json benchmarks/results/encode_throughput.json
 
-Names the CPU and whether it computes bf16 natively; on a GPU it reports the GPU's numbers.
+Names the CPU and whether it computes bf16 natively; on a GPU it reports the GPU's numbers. On a CPU it also
+encodes the same texts at 8 per pass with PyTorch fp32, PyTorch bf16 (with native bf16) and ONNX Runtime fp32
+(``backends_at_8_per_pass``): whether another backend would encode faster on this machine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.project import write_result
 from benchmarks.train_throughput import cpu_name, flops_per_token, matmul_peak, prepare_project
@@ -76,6 +80,8 @@ def measure(texts: list[str], batch_sizes: list[int], repeats: int) -> dict:
         print(f"batch {batch_size:>3}: {rows[-1]['texts_per_second']} texts/s, {rows[-1]['achieved_gflops']} GFLOP/s "
               f"({rows[-1]['utilisation']:.0%} of the {peak / 1e9:.0f} GFLOP/s peak)", flush=True)
     best = max(rows, key=lambda r: r["texts_per_second"])
+    backends = compare_backends(model, texts, prompt, useful_flops, params.model.max_seq_length, repeats) \
+        if hardware.device == "cpu" else None
     return {
         "cpu": cpu_name(),
         "cpu_native_bf16_flags": cpu_bf16_flags(),
@@ -92,7 +98,50 @@ def measure(texts: list[str], batch_sizes: list[int], repeats: int) -> dict:
         "repeats": repeats,
         "best_batch_size": best["batch_size"],
         "by_batch_size": rows,
+        "backends_at_8_per_pass": backends,
     }
+
+
+def compare_backends(model, texts: list[str], prompt: str, useful_flops: float, max_seq_length: int,
+                     repeats: int) -> dict:
+    """The same texts at 8 per pass through PyTorch fp32, PyTorch bf16 autocast (where the CPU has native bf16) and
+    ONNX Runtime fp32 (the export stage's graph of this model, in a temporary folder): texts/s, the share of the
+    fp32 or bf16 matrix-product peak, and ONNX Runtime's largest cosine gap to PyTorch fp32 (the same graph in
+    another runtime should agree to float rounding)."""
+    from stages.lib.common.timers import PhaseTimer
+    from stages.lib.models.encoding import encode_in_precision
+    from stages.lib.models.hardware import cpu_has_native_bf16
+    from stages.lib.models.onnx_encoder import OnnxEncoder
+    from stages.lib.models.onnx_export import write_onnx_folder
+    from stages.lib.models.prompts import Prompts
+
+    def timed(encode) -> tuple[float, np.ndarray]:
+        encode(texts[:8])  # warm-up
+        seconds, vectors = [], None
+        for _ in range(repeats):
+            started = time.perf_counter()
+            vectors = encode(texts)
+            seconds.append(time.perf_counter() - started)
+        return statistics.median(seconds), np.asarray(vectors, dtype=np.float32)
+
+    out: dict = {}
+    reference = None
+    for precision in ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",):
+        median, vectors = timed(lambda batch, p=precision: encode_in_precision(model, batch, 8, "cpu", p, prompt=prompt))
+        reference = vectors if precision == "fp32" else reference
+        out[f"pytorch_{precision}"] = {"texts_per_second": round(len(texts) / median, 1),
+                                       "utilisation": round(useful_flops / median / matmul_peak("cpu", precision), 3)}
+    with tempfile.TemporaryDirectory() as folder:
+        write_onnx_folder(model, Prompts(query="", document=prompt), max_seq_length, Path(folder), PhaseTimer("bench"))
+        onnx = OnnxEncoder(Path(folder), "fp32", batch_size=8)
+        median, vectors = timed(lambda batch: onnx.encode(batch, prompt))
+    cosine = np.sum(vectors * reference, axis=1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))
+    out["onnxruntime_fp32"] = {"texts_per_second": round(len(texts) / median, 1),
+                               "utilisation": round(useful_flops / median / matmul_peak("cpu", "fp32"), 3),
+                               "min_cosine_to_pytorch_fp32": round(float(cosine.min()), 6)}
+    for name, row in out.items():
+        print(f"{name}: {row}", flush=True)
+    return out
 
 
 def sample_texts(n: int, seed: int) -> list[str]:

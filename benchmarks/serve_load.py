@@ -161,7 +161,7 @@ def direct_encoding(model_dir: Path, backend: str, queries: list[str], passages:
 
         encoder = SentenceTransformerEncoder(model_dir)
     else:
-        from stages.lib.serving.onnx_encoder import OnnxEncoder
+        from stages.lib.models.onnx_encoder import OnnxEncoder
 
         encoder = OnnxEncoder(model_dir, variant="int8" if backend == "onnx-int8" else "fp32")
     encoder.encode_query(["warm-up"])

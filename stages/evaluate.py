@@ -33,7 +33,7 @@ from stages.lib.common.timers import PhaseTimer
 from stages.lib.retrieval.eval_inputs import EMBEDDING_CACHE_DIR, MODELS, Settings, load_inputs
 from stages.lib.retrieval.eval_report import build_report, log_inputs, log_tables, write_outputs
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST
-from stages.lib.retrieval.side_by_side import dense_vectors, rank_every_set
+from stages.lib.retrieval.side_by_side import backend_metrics, dense_vectors, rank_every_set
 from stages.lib.retrieval.transfer import describe, score_transfer, transfer_vectors
 from stages.lib.retrieval.vector_cache import prune_model_caches
 
@@ -55,12 +55,14 @@ def main() -> None:
     log.info(describe(transfer_inputs))
 
     # 2. Dense vectors: one pass per model over the corpus and every query set it ranks, backed by the cache.
-    vectors, caches = dense_vectors(inputs, params, hardware, all_params.model.max_seq_length, EMBEDDING_CACHE_DIR, timer)
+    vectors, passes = dense_vectors(inputs, params, hardware, all_params.model.max_seq_length, EMBEDDING_CACHE_DIR, timer)
+    caches = [model_pass.cache for model_pass in passes.values()]
 
     # 3. Rankings over every chunk for every set: dense, BM25, and their fusion (chosen on val, never on a test set);
     #    the scores with their intervals, word overlaps and the verdict.
     rankings, fusion, chosen_on = rank_every_set(inputs, vectors, params, settings.depth, timer)
     report = build_report(inputs, rankings, fusion, hardware, params.k_values, timer)
+    report.summary.update(backend_metrics(passes))
 
     # 4. llama-index cross-check on a seeded sample, against our ranking of the same sample.
     if params.llamaindex_check:
@@ -78,10 +80,7 @@ def main() -> None:
     transfer = {}
     if transfer_inputs.sets:
         with timer("transfer"):
-            transfer_caches = dict(zip(inputs.models, caches, strict=True))
-            transfer = score_transfer(transfer_inputs, transfer_vectors(
-                transfer_inputs, inputs.models, transfer_caches, hardware, all_params.model.max_seq_length,
-                params.batch_size, inputs.prompts))
+            transfer = score_transfer(transfer_inputs, transfer_vectors(transfer_inputs, passes, inputs.prompts))
 
     # 6. Outputs and the report.
     write_outputs(report, inputs, rankings, params.k_values, transfer)

@@ -2,7 +2,7 @@
 
 The folder holds ``model.onnx`` (fp32), ``model_int8.onnx`` (onnxruntime's dynamic quantisation),
 the model's tokenizer, ``onnx_config.json`` (prompts, ``max_seq_length``, pooling, normalisation,
-dimension, which file is which) and a README; ``stages/lib/serving/onnx_encoder.py`` reads it and
+dimension, which file is which) and a README; ``stages/lib/models/onnx_encoder.py`` reads it and
 ``python -m stages.serve --backend onnx-int8`` serves it. Pooling and normalisation are in the graph.
 
 Measured against the PyTorch model itself, in the same run: golden test hit@5 and MRR@10 of each
@@ -28,11 +28,11 @@ from stages.lib.common.timers import PhaseTimer
 from stages.lib.documents.chunk_file import load_chunks
 from stages.lib.models.hardware import resolve_hardware
 from stages.lib.models.loading import load_sentence_transformer
+from stages.lib.models.onnx_folder import DISABLED_FILE
 from stages.lib.models.prompts import resolve_prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.serving.export_check import measured_questions
 from stages.lib.serving.export_run import export_and_measure, export_report
-from stages.lib.serving.onnx_folder import DISABLED_FILE
 
 log = logging.getLogger(__name__)
 

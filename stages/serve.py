@@ -90,7 +90,7 @@ def _encoder(backend: str, folder: Path, device: str, precision: str = "auto"):
     if device != "auto" or precision != "auto":
         raise UserError(f"--device and --precision are for the torch backend; the {backend} backend runs on onnxruntime's "
                         "CPU provider in the precision of its file (onnx: fp32, onnx-int8: int8).")
-    from stages.lib.serving.onnx_encoder import OnnxEncoder  # onnxruntime loads only for this backend
+    from stages.lib.models.onnx_encoder import OnnxEncoder  # onnxruntime loads only for this backend
 
     return OnnxEncoder(folder, variant="int8" if backend == "onnx-int8" else "fp32")
 

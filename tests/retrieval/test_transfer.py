@@ -13,9 +13,11 @@ import pytest
 
 from stages.lib.common.errors import UserError
 from stages.lib.documents.law_pdf import law_database, read_laws
+from stages.lib.models.encoding_backend import BackendChoice
 from stages.lib.models.hardware import resolve_hardware
 from stages.lib.models.prompts import NO_PROMPTS
 from stages.lib.models.sources import packaged_model_dir
+from stages.lib.retrieval.dense_encoding import LazySentenceEncoder, ModelPass
 from stages.lib.retrieval.transfer import (
     describe,
     load_transfer_inputs,
@@ -123,14 +125,21 @@ def independent_scores(chunks, relevant_snippets, doc_vectors, query_vectors):
     return {"hit@5": np.mean(hits), "mrr@10": np.mean(rrs), "ndcg@10": np.mean(ndcgs)}
 
 
+def _torch_passes(world) -> dict:
+    """Each model's PyTorch fp32 encoder over a memory-only cache: what the evaluate stage's main pass hands on."""
+    hardware = resolve_hardware("cpu", "fp32")
+    return {name: ModelPass(BackendChoice("torch", "test"),
+                            LazySentenceEncoder(path, hardware.device, MAX_SEQ_LENGTH, 16, hardware.precision),
+                            VectorCache(None))
+            for name, path in world["models"].items()}
+
+
 @pytest.mark.slow  # encodes with two whole models: 16 s on 2 busy cores
 def test_numbers_match_an_independent_computation(world):
     from sentence_transformers import SentenceTransformer
 
     inputs = load(world)
-    caches = {name: VectorCache(None) for name in world["models"]}
-    hardware = resolve_hardware("cpu", "fp32")
-    vectors = transfer_vectors(inputs, world["models"], caches, hardware, MAX_SEQ_LENGTH, 16, NO_PROMPTS)
+    vectors = transfer_vectors(inputs, _torch_passes(world), NO_PROMPTS)
     transfer = score_transfer(inputs, vectors)
     written = {r["id"]: r for r in map(json.loads, world["lines"])}
     dataset = inputs.sets["anthem"]["test_zh"]
@@ -196,9 +205,7 @@ def test_the_stage_writes_what_the_module_computes(world, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     written = json.loads((project / "metrics/transfer.json").read_text())
     inputs = load(world)
-    caches = {name: VectorCache(None) for name in world["models"]}
-    vectors = transfer_vectors(inputs, world["models"], caches, resolve_hardware("cpu", "fp32"), MAX_SEQ_LENGTH, 16,
-                               NO_PROMPTS)
+    vectors = transfer_vectors(inputs, _torch_passes(world), NO_PROMPTS)
     assert written == score_transfer(inputs, vectors)
     assert "transfer to anthem test_zh (11 questions)" in result.stdout
     # The bundled laws' golden sets are about neither folder: not in the side-by-side, not in transfer.

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
+from stages.lib.models.onnx_encoder import OnnxEncoder
+from stages.lib.models.onnx_folder import DISABLED_FILE
 from stages.lib.serving.export_check import BACKENDS
-from stages.lib.serving.onnx_encoder import OnnxEncoder
-from stages.lib.serving.onnx_folder import DISABLED_FILE
 from tests.helpers import TINY_ZH_PARAMS, copy_project, make_project, repository_params, run, stage_run, stages_run, update_params
 
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`

@@ -19,8 +19,8 @@ TEXTS = ["Can my broker lend my shares to someone else?", "margin call deadline"
 def exported(tmp_path_factory):
     from sentence_transformers import SentenceTransformer
 
+    from stages.lib.models.onnx_export import write_onnx_folder
     from stages.lib.models.prompts import model_prompts
-    from stages.lib.serving.onnx_export import write_onnx_folder
 
     root = tmp_path_factory.mktemp("onnx")
     model_dir = prompted_minilm(root / "minilm")

@@ -299,6 +299,8 @@ class EvaluateParams(_Section):
     # Cap on the queries evaluated per question set: a seeded sample (0: all of them).
     max_queries: int = Field(ge=0)
     llamaindex_check: bool
+    # Which runtime encodes: PyTorch, ONNX Runtime fp32 over an export of the model, or auto (measured per machine).
+    backend: Literal["auto", "torch", "onnx"]
     # The llama-index cross-check runs on a seeded sample of queries and of the corpus (the
     # sampled queries' relevant chunks plus others up to the cap), never a full extra pass.
     llamaindex_check_queries: int = Field(ge=1)

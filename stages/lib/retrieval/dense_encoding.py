@@ -2,7 +2,9 @@
 
 Every dense ranking of a stage run (test, val for fusion tuning, hybrid, the
 llama-index comparison) reads the vectors produced here; nothing encodes the
-corpus twice.
+corpus twice. Each model's pass runs in the runtime ``evaluate.backend`` resolves
+to (PyTorch, or ONNX Runtime fp32 where it measures faster: ``models/encoding_backend.py``),
+with a vector cache per runtime and precision.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import numpy as np
 
 from stages.lib.common.progress import progress
 from stages.lib.models.encoding import encode_in_precision
+from stages.lib.models.encoding_backend import BackendChoice, OnnxBulkEncoder, resolve_backend
+from stages.lib.models.hardware import Hardware
 from stages.lib.models.loading import load_sentence_transformer
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
-from stages.lib.retrieval.vector_cache import VectorCache, text_hash
+from stages.lib.retrieval.vector_cache import VectorCache, open_model_cache, text_hash
 
 # texts, and the prompt to put before each of them -> one row per text.
 Encoder = Callable[[list[str], str], np.ndarray]
@@ -46,6 +50,30 @@ class LazySentenceEncoder:
             self._model = self._load()
         # prompt=None would fall back to the model's default prompt; "" means exactly none.
         return encode_in_precision(self._model, texts, self.batch_size, self.device, self.precision, prompt=prompt)
+
+
+@dataclass(frozen=True)
+class ModelPass:
+    """How one model encodes in this run: the runtime ``evaluate.backend`` resolved to, its encoder (loaded or
+    exported on first use), and the vector cache of that model in that runtime and precision."""
+
+    choice: BackendChoice
+    encode: Encoder
+    cache: VectorCache
+
+
+def open_model_pass(model_dir: Path, hardware: Hardware, max_seq_length: int, batch_size: int, backend: str,
+                    texts: Sequence[str], prompt: str, cache_dir: Path) -> ModelPass:
+    """The model's encoder and cache for a pass over ``texts`` (most of them after ``prompt``): ``auto`` weighs ONNX
+    Runtime on a sample of them."""
+    choice, exported = resolve_backend(backend, hardware.device, hardware.precision, model_dir, max_seq_length,
+                                       batch_size, texts, prompt)
+    if choice.backend == "onnx":
+        # ONNX Runtime fp32 vectors differ from PyTorch's in the last digits: a cache of their own.
+        return ModelPass(choice, exported or OnnxBulkEncoder(model_dir, max_seq_length, batch_size),
+                         open_model_cache(cache_dir, model_dir, max_seq_length, "onnx-fp32"))
+    return ModelPass(choice, LazySentenceEncoder(model_dir, hardware.device, max_seq_length, batch_size, hardware.precision),
+                     open_model_cache(cache_dir, model_dir, max_seq_length, hardware.precision))
 
 
 def encode_texts(texts: Sequence[str], encode: Encoder, cache: VectorCache, desc: str,

@@ -24,12 +24,12 @@ from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import NO_PROMPTS, Prompts
 from stages.lib.questions.qa_dataset import QADataset
 from stages.lib.retrieval.api_embeddings import CachedAPIEmbedder
-from stages.lib.retrieval.dense_encoding import EvalVectors, LazySentenceEncoder, encode_eval_texts
+from stages.lib.retrieval.dense_encoding import EvalVectors, ModelPass, encode_eval_texts, open_model_pass
 from stages.lib.retrieval.fusion import UNTUNED, Fusion, FusionChoice, candidates, choose_fusion, fuse
 from stages.lib.retrieval.intervals import intervals, per_query
 from stages.lib.retrieval.question_sets import SYNTHETIC_TEST, QuestionSets
 from stages.lib.retrieval.rankers import BM25Index, Ranking, dense_rank, retrieval_metrics
-from stages.lib.retrieval.vector_cache import VectorCache, open_model_cache
+from stages.lib.retrieval.vector_cache import VectorCache
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,24 @@ class Inputs:
 
 
 def dense_vectors(inputs: Inputs, params: EvaluateParams, hardware: Hardware, max_seq_length: int, cache_dir: Path,
-                  timer: PhaseTimer) -> tuple[dict[str, EvalVectors], list[VectorCache]]:
+                  timer: PhaseTimer) -> tuple[dict[str, EvalVectors], dict[str, ModelPass]]:
+    """Every row's vectors, and each local model's pass (its runtime, encoder and cache: transfer reuses them)."""
     corpus_texts = list(inputs.test.corpus.values())
     vectors: dict[str, EvalVectors] = {}
-    caches: list[VectorCache] = []
+    passes: dict[str, ModelPass] = {}
     tuning = {TUNING: inputs.sets.tuning} if inputs.sets.tuning is not None else {}
     for name, path in inputs.models.items():
         query_sets = {**inputs.sets.reported, **(tuning if name == "finetuned" else {})}
+        queries = _query_texts(query_sets)
+        # The seed's recipe trains and retrieves without prompts (llama-index's defaults): measured as it is used.
+        prompts = NO_PROMPTS if name == "seed_recipe" else inputs.prompts
         with timer(f"encode {name}"):
-            cache = open_model_cache(cache_dir, path, max_seq_length, hardware.precision)
-            encoder = LazySentenceEncoder(path, hardware.device, max_seq_length, params.batch_size, hardware.precision)
-            # The seed's recipe trains and retrieves without prompts (llama-index's defaults): measured as it is used.
-            prompts = NO_PROMPTS if name == "seed_recipe" else inputs.prompts
-            vectors[name] = encode_eval_texts(corpus_texts, _query_texts(query_sets), encoder, cache,
+            passes[name] = model_pass = open_model_pass(
+                path, hardware, max_seq_length, params.batch_size, params.backend,
+                corpus_texts + [text for texts in queries.values() for text in texts], prompts.document, cache_dir)
+            log.info(f"encode {name}: {model_pass.choice.reason}")
+            vectors[name] = encode_eval_texts(corpus_texts, queries, model_pass.encode, model_pass.cache,
                                               f"[evaluate] encode {name}", prompts)
-        caches.append(cache)
     for name in inputs.api_models:
         # Their vectors are cached by the embedder itself (JSONL, per model); nothing local to store.
         embedder = CachedAPIEmbedder(name, inputs.endpoint, cache_dir, params.api_batch_size,
@@ -77,7 +80,13 @@ def dense_vectors(inputs: Inputs, params: EvaluateParams, hardware: Hardware, ma
                                                        VectorCache(None), f"[evaluate] encode api:{name}",
                                                        Prompts(query=params.api_query_instruction))
         log.info(f"api:{name}: {embedder.requested_texts} texts sent, the rest from {cache_dir}/")
-    return vectors, caches
+    return vectors, passes
+
+
+def backend_metrics(passes: dict[str, ModelPass]) -> dict:
+    """eval.json's record of the runtimes: the fine-tuned model's (the base's where there is none) and its probe."""
+    chosen = passes.get("finetuned") or next(iter(passes.values()), None)
+    return chosen.choice.metrics() if chosen else {}
 
 
 def _query_texts(query_sets: dict[str, QADataset]) -> dict[str, list[str]]:

@@ -31,15 +31,13 @@ from stages.lib.common.errors import UserError
 from stages.lib.common.params import CorpusParams
 from stages.lib.documents.chunking import Chunk, make_chunks
 from stages.lib.documents.readers import list_document_files, load_documents
-from stages.lib.models.hardware import Hardware
 from stages.lib.models.prompts import Prompts
 from stages.lib.questions.qa_dataset import QADataset
-from stages.lib.retrieval.dense_encoding import EvalVectors, LazySentenceEncoder, encode_eval_texts
+from stages.lib.retrieval.dense_encoding import EvalVectors, ModelPass, encode_eval_texts
 from stages.lib.retrieval.eval_sample import cap_queries
 from stages.lib.retrieval.golden import golden_datasets, golden_files, is_about, load_golden
 from stages.lib.retrieval.intervals import intervals, per_query
 from stages.lib.retrieval.rankers import dense_rank, retrieval_metrics
-from stages.lib.retrieval.vector_cache import VectorCache
 
 KEY = "evaluate.transfer_documents_dir"
 MODELS = ("base", "finetuned")  # the fine-tuned model against the model it started from
@@ -103,18 +101,16 @@ def describe(inputs: TransferInputs) -> str:
     return f"transfer: test questions {sets}; over {len(inputs.chunks)} chunks of {inputs.folder}/, not the corpus"
 
 
-def transfer_vectors(inputs: TransferInputs, models: dict[str, Path], caches: dict[str, VectorCache],
-                     hardware: Hardware, max_seq_length: int, batch_size: int, prompts: Prompts) -> dict[str, EvalVectors]:
-    """Each model's vectors of the folder's chunks and of every set's questions; a model whose vectors are all in
-    its cache is never loaded."""
+def transfer_vectors(inputs: TransferInputs, passes: dict[str, ModelPass], prompts: Prompts) -> dict[str, EvalVectors]:
+    """Each model's vectors of the folder's chunks and of every set's questions, with the encoder and cache of the
+    model's main pass (the same runtime); a model whose vectors are all in its cache is never loaded."""
     texts = list(inputs.corpus.values())
     queries = {_query_key(stem, key): list(dataset.queries.values())
                for stem, by_key in inputs.sets.items() for key, dataset in by_key.items()}
     vectors = {}
     for name in MODELS:
-        encoder = LazySentenceEncoder(models[name], hardware.device, max_seq_length, batch_size, hardware.precision)
-        vectors[name] = encode_eval_texts(texts, queries, encoder, caches[name], f"[evaluate] transfer: encode {name}",
-                                          prompts)
+        vectors[name] = encode_eval_texts(texts, queries, passes[name].encode, passes[name].cache,
+                                          f"[evaluate] transfer: encode {name}", prompts)
     return vectors
 
 

@@ -2,7 +2,7 @@
 
 An ``Encoder`` turns texts into float32 rows with the model's own query or document prompt put before
 each text, truncated to the model's ``max_seq_length`` exactly as the evaluation encoded them. The ONNX
-backend (``stages/lib/serving/onnx_encoder.py``: ``OnnxEncoder(folder, variant="fp32" | "int8")``)
+backend (``stages/lib/models/onnx_encoder.py``: ``OnnxEncoder(folder, variant="fp32" | "int8")``)
 implements the same protocol. The server calls an encoder from one worker thread only, so an
 implementation need not be thread-safe.
 """

@@ -15,6 +15,8 @@ from stages.lib.common.params import Params
 from stages.lib.common.timers import PhaseTimer
 from stages.lib.models.hardware import Hardware, encoding_batch_size, resolve_precision
 from stages.lib.models.loading import load_sentence_transformer
+from stages.lib.models.onnx_encoder import CPU, OnnxEncoder, default_providers
+from stages.lib.models.onnx_export import write_onnx_folder
 from stages.lib.models.prompts import Prompts
 from stages.lib.serving.export_check import (
     ONNX,
@@ -29,8 +31,6 @@ from stages.lib.serving.export_check import (
     int8_warning,
     throughput_texts,
 )
-from stages.lib.serving.onnx_encoder import CPU, OnnxEncoder, default_providers
-from stages.lib.serving.onnx_export import write_onnx_folder
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 from stages.lib.common.cores import usable_cores
 from stages.lib.common.errors import UserError
 from stages.lib.models.loading import count_without_length_warning
+from stages.lib.models.onnx_folder import CONFIG_FILE, HOW_TO_MAKE, OUTPUT_NAME, read_config
 from stages.lib.models.prompts import Prompts
-from stages.lib.serving.onnx_folder import CONFIG_FILE, HOW_TO_MAKE, OUTPUT_NAME, read_config
 
 Variant = Literal["fp32", "int8"]
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"

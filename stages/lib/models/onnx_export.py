@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.lib.common.errors import UserError
-from stages.lib.models.prompts import Prompts
-from stages.lib.serving.onnx_folder import (
+from stages.lib.models.onnx_folder import (
     CONFIG_FILE,
     OUTPUT_NAME,
     POOLING_MODES,
@@ -32,6 +31,7 @@ from stages.lib.serving.onnx_folder import (
     OnnxConfig,
     write_config,
 )
+from stages.lib.models.prompts import Prompts
 
 OPSET = 17  # LayerNormalization is one op from 17 on; onnxruntime 1.32 runs up to 23
 # A single ONNX protobuf holds at most 2 GiB; larger models need external data files, not written here.
@@ -164,7 +164,7 @@ Written by the pipeline's `export` stage from `models/trained` (do not edit: `dv
 
 ```python
 from pathlib import Path
-from stages.lib.serving.onnx_encoder import OnnxEncoder
+from stages.lib.models.onnx_encoder import OnnxEncoder
 
 encoder = OnnxEncoder(Path("models/finetuned-onnx"), variant="int8")   # or "fp32"
 queries = encoder.encode_query(["公司不给交社保，我能辞职要补偿吗？"])      # prompt put before each text
@@ -179,19 +179,23 @@ Or serve it: `python -m stages.serve --backend onnx-int8`.
     (folder / README_FILE).write_text(text, encoding="utf-8")
 
 
-def write_onnx_folder(model, prompts: Prompts, max_seq_length: int, folder: Path, timer) -> OnnxConfig:
-    """Both graphs, the tokenizer (cutting at ``max_seq_length``), the config and a README into ``folder``."""
+def write_onnx_folder(model, prompts: Prompts, max_seq_length: int, folder: Path, timer,
+                      variants: tuple[str, ...] = ("fp32", "int8")) -> OnnxConfig:
+    """The graphs (fp32, and int8 unless left out), the tokenizer (cutting at ``max_seq_length``), the config and a
+    README into ``folder``."""
     layout = model_layout(model)
     config = OnnxConfig(
         dimension=layout.dimension, max_seq_length=max_seq_length, pooling=layout.pooling, normalize=layout.normalize,
-        query_prompt=prompts.query, document_prompt=prompts.document, inputs=layout.inputs, files=dict(VARIANT_FILES),
-        quantization=dict(QUANTIZATION),
+        query_prompt=prompts.query, document_prompt=prompts.document, inputs=layout.inputs,
+        files={variant: file for variant, file in VARIANT_FILES.items() if variant in variants},
+        quantization=dict(QUANTIZATION) if "int8" in variants else {},
     )
     fp32, int8 = folder / VARIANT_FILES["fp32"], folder / VARIANT_FILES["int8"]
     with timer("export fp32"):
         export_fp32(model, layout, fp32)
-    with timer("quantise int8"):
-        quantize_int8(fp32, int8)
+    if "int8" in variants:
+        with timer("quantise int8"):
+            quantize_int8(fp32, int8)
     model.tokenizer.model_max_length = max_seq_length
     model.tokenizer.save_pretrained(str(folder))
     write_config(folder, config)

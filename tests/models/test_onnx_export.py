@@ -18,11 +18,11 @@ import pytest
 
 from stages.lib.common.errors import UserError
 from stages.lib.common.timers import PhaseTimer
+from stages.lib.models.onnx_encoder import OnnxEncoder
+from stages.lib.models.onnx_export import write_onnx_folder
+from stages.lib.models.onnx_folder import CONFIG_FILE, DISABLED_FILE, VARIANT_FILES
 from stages.lib.models.prompts import Prompts
 from stages.lib.models.sources import packaged_model_dir
-from stages.lib.serving.onnx_encoder import OnnxEncoder
-from stages.lib.serving.onnx_export import write_onnx_folder
-from stages.lib.serving.onnx_folder import CONFIG_FILE, DISABLED_FILE, VARIANT_FILES
 
 MAX_SEQ = 32  # small, so that several texts below are cut
 PROMPTS = Prompts(query="query: ", document="passage: ")
