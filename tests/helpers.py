@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -138,6 +139,27 @@ def assert_pull_brings_back_the_run(project: Path, runner=run) -> None:
     assert (project / "data/llm_cache").is_dir()
     assert "up to date" in runner(["dvc", "status"], project).stdout
     assert stages_run(runner(["dvc", "repro"], project).stdout) == []
+
+
+def run_queue(project: Path, jobs: int = 1, runner=run, extra_env: dict[str, str] | None = None,
+              timeout_s: float = 900) -> str:
+    """``dvc queue start -j jobs``, then the queue's status once it has drained (``wait_for_queue``); the workers are
+    stopped either way.
+
+    The worker is a daemon that inherits the output of the command that started it: captured, ``communicate()``
+    returns only when the worker exits. One worker here stayed in its event loop for 14 minutes after its last task
+    (DVC's temporary worker did not notice it was idle), and the test hung with it. So the start's output goes to
+    /dev/null, the wait has a deadline, and ``dvc queue stop`` ends whatever is left."""
+    env = {**command_env(), **(extra_env or {})}
+    subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120, check=True)
+    try:
+        return wait_for_queue(project, runner, timeout_s)
+    finally:
+        # A worker that cannot be stopped politely dies with the test session's processes.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["dvc", "queue", "stop"], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60, check=False)
 
 
 def wait_for_queue(project: Path, runner=run, timeout_s: float = 900) -> str:

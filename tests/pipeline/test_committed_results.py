@@ -42,19 +42,20 @@ def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
     for name in ("base", "finetuned", "bm25", "hybrid"):
         for metric in ("hit@5", "mrr@10"):
             assert golden[name][f"{metric}_ci_low"] <= golden[name][metric] <= golden[name][f"{metric}_ci_high"]
-    # What the README says of these questions: fine-tuning beats the base model (intervals above 0), the
-    # fine-tuned model alone is not shown to beat BM25 (interval across 0), the hybrid beats BM25 on both
-    # metrics (intervals above 0), and English questions about the Chinese law reach hit@5 0.5.
+    # What the README says of these questions: fine-tuning beats the base model, the fine-tuned model beats BM25
+    # and so does the hybrid, each on both metrics with intervals above 0 (since issue 30's faster training step;
+    # before it the fine-tuned model's interval against BM25 touched 0), and English questions about the Chinese
+    # law reach hit@5 0.5.
     for metric in ("hit@5", "mrr@10"):
         assert golden["finetuned"][f"{metric}_diff_vs_base_ci_low"] > 0
+        assert golden["finetuned"][f"{metric}_diff_vs_bm25_ci_low"] > 0
         assert golden["hybrid"][f"{metric}_diff_vs_bm25_ci_low"] > 0
-    assert golden["finetuned"]["hit@5_diff_vs_bm25_ci_low"] <= 0 <= golden["finetuned"]["hit@5_diff_vs_bm25_ci_high"]
     assert metrics["golden_test_en_incl_trained_passages"]["finetuned"]["hit@5"] >= 0.5
     assert metrics["tuning_queries"] > 0  # the fusion was chosen on golden val, not on a test set
     # The verdict the report opens with: judged on these questions, as the README says.
     verdict = metrics["verdict"]
     assert verdict["judge"] == "golden_test_zh_incl_trained_passages" and verdict["judge_questions"] == golden["queries"]
-    assert verdict["finetuned_vs_base"] == 1 and verdict["finetuned_vs_bm25"] == 0
+    assert verdict["finetuned_vs_base"] == 1 and verdict["finetuned_vs_bm25"] == 1
     # Template questions reuse their passages' words; these questions people wrote do much less.
     assert verdict["synthetic_word_overlap"] > 0.7 and verdict["judge_word_overlap"] < 0.55
     assert metrics["hybrid_fusion"] in ("rrf", "convex")

@@ -4,7 +4,7 @@ start``, read back from ``dvc exp show --json``, pushed with ``dvc exp push`` to
 folder remote, then pulled into a second clone and applied there.
 
 The queue's workers run the grid (not ``dvc exp run --run-all``): that is what docs/experiments.md tells users to
-run, and ``tests.helpers.wait_for_queue`` waits for them.
+run, and ``tests.helpers.run_queue`` waits for them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from benchmarks.learning_curve import experiment_point
 from benchmarks.project import Sweep, exp_run_command, show_experiments
-from tests.helpers import copy_project, run, wait_for_queue
+from tests.helpers import copy_project, run, run_queue
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,7 @@ def shared(tiny_pipeline, tmp_path_factory):
     run(["dvc", "push"], alice)
     queued = run(exp_run_command({"train.max_pairs": Sweep(GRID)}, name="pairs"), alice).stdout
     assert "Queued experiment 'pairs-1'" in queued and "Queued experiment 'pairs-2'" in queued, queued
-    run(["dvc", "queue", "start", "-j", "2"], alice)
-    status = wait_for_queue(alice)
+    status = run_queue(alice, jobs=2)
     assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "pairs-1"], alice, check=False).stdout
     return root, origin, alice
 

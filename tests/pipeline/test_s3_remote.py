@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, wait_for_queue
+from tests.helpers import REPO_ROOT, assert_pull_brings_back_the_run, copy_project, run, run_queue
 from tests.s3_server import LocalS3Server
 
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
@@ -112,8 +112,7 @@ def test_queued_experiment_travels_through_the_bucket(team, s3):
     # An evaluate-only experiment: quick, and it makes new DVC-cached outputs (data/eval).
     sh(["dvc", "exp", "run", "--queue", "-n", "s3-rrf", "-S", "evaluate.fusion=rrf",
         "-S", "evaluate.hybrid_dense_weight=0.5"], alice)
-    sh(["dvc", "queue", "start"], alice)
-    status = wait_for_queue(alice, runner=sh)
+    status = run_queue(alice, runner=sh, extra_env=HERMETIC_AWS)
     assert "Success" in status, status + sh(["dvc", "queue", "logs", "s3-rrf"], alice, check=False).stdout
     before_push = set(remote_keys(s3, "files/md5/"))
     sh(["dvc", "exp", "push", "origin", "s3-rrf"], alice)

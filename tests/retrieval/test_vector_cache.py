@@ -220,3 +220,39 @@ def test_vectors_are_keyed_by_prompt_and_text(tmp_path):
     encode_eval_texts(["同一段文字", "第二段"], {"test": ["同一段文字"]}, again, VectorCache(tmp_path / "st-model"), "test",
                       Prompts("Represent this question: ", "passage: "))
     assert again.prompts == ["Represent this question: "] and again.calls == [["同一段文字"]]
+
+
+def test_the_runtime_is_weighed_on_the_texts_the_cache_lacks(tmp_path, monkeypatch):
+    """evaluate.backend auto measures ONNX Runtime only on a pass with enough to encode: the texts PyTorch's cache
+    lacks, each with its own prompt, not the whole pass."""
+    from stages.lib.models.encoding_backend import decide
+    from stages.lib.models.hardware import Hardware
+    from stages.lib.retrieval import dense_encoding
+
+    weighed: list[tuple[list[str], str]] = []
+
+    def resolve(requested, device, precision, model_dir, max_seq_length, batch_size, texts, prompt, **_):
+        weighed.append((list(texts), prompt))
+        return decide(requested, device, precision, None, len(texts)), None
+
+    monkeypatch.setattr(dense_encoding, "resolve_backend", resolve)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    hardware = Hardware("cpu", "fp32")
+    prompts = ["passage: "] * 3 + ["query: "] * 2
+    texts = TEXTS[:5]
+
+    def open_pass():
+        return dense_encoding.open_model_pass(model, hardware, 64, 8, "auto", texts, prompts, tmp_path / "cache")
+
+    first = open_pass()
+    assert weighed[-1] == (texts, "passage: ") and first.choice.backend == "torch"
+    # Every text but the third in the cache (a query text under the passage prompt does not count as cached).
+    encode_texts(texts[:2] + texts[3:], FakeEncoder(), first.cache, "test", prompts=prompts[:2] + prompts[3:])
+    encode_texts(texts[3:4], FakeEncoder(), first.cache, "test", prompts="passage: ")
+    open_pass()
+    assert weighed[-1] == ([texts[2]], "passage: ")
+    encode_texts(texts, FakeEncoder(), open_pass().cache, "test", prompts=prompts)
+    open_pass()
+    assert weighed[-1] == ([], "")

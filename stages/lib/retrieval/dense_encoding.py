@@ -63,17 +63,21 @@ class ModelPass:
 
 
 def open_model_pass(model_dir: Path, hardware: Hardware, max_seq_length: int, batch_size: int, backend: str,
-                    texts: Sequence[str], prompt: str, cache_dir: Path) -> ModelPass:
-    """The model's encoder and cache for a pass over ``texts`` (most of them after ``prompt``): ``auto`` weighs ONNX
-    Runtime on a sample of them."""
+                    texts: Sequence[str], prompts: Sequence[str], cache_dir: Path) -> ModelPass:
+    """The model's encoder and cache for a pass over ``texts`` (text i after ``prompts[i]``): ``auto`` weighs ONNX
+    Runtime against the texts PyTorch's cache lacks (none: nothing to encode, nothing to measure)."""
+    torch_cache = open_model_cache(cache_dir, model_dir, max_seq_length, hardware.precision)
+    missing = [(text, prompt) for text, prompt in zip(texts, prompts, strict=True)
+               if text_hash(text, prompt) not in torch_cache]
     choice, exported = resolve_backend(backend, hardware.device, hardware.precision, model_dir, max_seq_length,
-                                       batch_size, texts, prompt)
+                                       batch_size, [text for text, _ in missing],
+                                       missing[0][1] if missing else "")  # the corpus's prompt: it comes first
     if choice.backend == "onnx":
         # ONNX Runtime fp32 vectors differ from PyTorch's in the last digits: a cache of their own.
         return ModelPass(choice, exported or OnnxBulkEncoder(model_dir, max_seq_length, batch_size),
                          open_model_cache(cache_dir, model_dir, max_seq_length, "onnx-fp32"))
     return ModelPass(choice, LazySentenceEncoder(model_dir, hardware.device, max_seq_length, batch_size, hardware.precision),
-                     open_model_cache(cache_dir, model_dir, max_seq_length, hardware.precision))
+                     torch_cache)
 
 
 def encode_texts(texts: Sequence[str], encode: Encoder, cache: VectorCache, desc: str,

@@ -65,9 +65,10 @@ def dense_vectors(inputs: Inputs, params: EvaluateParams, hardware: Hardware, ma
         # The seed's recipe trains and retrieves without prompts (llama-index's defaults): measured as it is used.
         prompts = NO_PROMPTS if name == "seed_recipe" else inputs.prompts
         with timer(f"encode {name}"):
+            query_texts = [text for texts in queries.values() for text in texts]
             passes[name] = model_pass = open_model_pass(
-                path, hardware, max_seq_length, params.batch_size, params.backend,
-                corpus_texts + [text for texts in queries.values() for text in texts], prompts.document, cache_dir)
+                path, hardware, max_seq_length, params.batch_size, params.backend, corpus_texts + query_texts,
+                [prompts.document] * len(corpus_texts) + [prompts.query] * len(query_texts), cache_dir)
             log.info(f"encode {name}: {model_pass.choice.reason}")
             vectors[name] = encode_eval_texts(corpus_texts, queries, model_pass.encode, model_pass.cache,
                                               f"[evaluate] encode {name}", prompts)
