@@ -8,6 +8,13 @@ and question set. Also: each run's train time, steps, the step model selection c
         --json benchmarks/results/<name>.json
 
 A run is a project folder (or a copy of its ``data/eval`` and ``metrics``) after ``dvc repro``.
+
+Does training in bf16 cost quality? (``benchmarks/results/bf16_training.json``; needs native bf16 or a GPU)
+
+    git clone <repo> /tmp/bf16 && (cd /tmp/bf16 && dvc repro)                                   # auto: bf16 here
+    git clone <repo> /tmp/fp32 && (cd /tmp/fp32 && dvc exp run -S compute.precision=fp32)
+    python -m benchmarks.paired_runs --candidate bf16=/tmp/bf16 --baseline fp32=/tmp/fp32 \\
+        --json benchmarks/results/bf16_training.json
 """
 
 from __future__ import annotations
