@@ -7,8 +7,13 @@ uninterrupted (F), runs it again and kills the whole process tree with SIGKILL a
 It reports R / F, the checkpoint step resumed from, and whether the resumed model's
 weights equal the uninterrupted run's (on one machine they should, bit for bit).
 
-    python -m benchmarks.resume_cost                  # about 2.5 x F: 7-8 minutes on 2 cores
+    python -m benchmarks.resume_cost                  # about 2.5 x F: 3-8 minutes on 2 cores
     python -m benchmarks.resume_cost --json benchmarks/results/resume_cost.json
+    python -m benchmarks.resume_cost --set train.epochs=3   # a longer training (params set in the copy)
+
+What a resumed run cannot save is its start-up (imports, the model, the data: 9-12 s on a 2-core CPU, plus DVC's)
+and the work since the last checkpoint; the steps after the kill point, 40% of the stepping, it must redo. So the
+rerun costs about 0.4 x F + start-up, and the share falls towards 0.4 as training gets longer.
 """
 
 from __future__ import annotations
@@ -23,14 +28,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import copy_pipeline, write_result
+from benchmarks.project import copy_pipeline, set_params, write_result
 from benchmarks.train_throughput import cpu_name
 
 WEIGHTS = Path("models/trained/model.safetensors")
 
 
 def dvc(args: list[str], project: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["dvc", *args], cwd=project, env=_env(), check=True, capture_output=True, text=True)
+    result = subprocess.run(["dvc", *args], cwd=project, env=_env(), capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"`dvc {' '.join(args)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    return result
 
 
 def _env() -> dict[str, str]:
@@ -39,8 +47,10 @@ def _env() -> dict[str, str]:
             "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1"}
 
 
-def make_project(folder: Path) -> None:
+def make_project(folder: Path, settings: dict[str, object] | None = None) -> None:
     copy_pipeline(folder)
+    if settings:
+        set_params(folder, settings)
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(command, cwd=folder, env=_env(), check=True, capture_output=True)
     for stage in ("check_params", "sample", "corpus", "questions", "base_model"):
@@ -58,7 +68,7 @@ def kill_tree(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def measure(project: Path, kill_at: float) -> dict:
+def measure(project: Path, kill_at: float, settings: dict[str, object] | None = None) -> dict:
     full, _ = timed_train(project)
     reference = (project / WEIGHTS).read_bytes()
     interrupted = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=project, env=_env(),
@@ -73,6 +83,7 @@ def measure(project: Path, kill_at: float) -> dict:
     metrics = json.loads((project / "metrics/train.json").read_text(encoding="utf-8"))
     return {
         "cpu": cpu_name(),
+        "settings": settings or {},
         "full_train_seconds": round(full, 1),
         "killed_after_seconds": round(kill_at * full, 1),
         "complete_checkpoints_at_kill": checkpoints,
@@ -91,13 +102,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kill-at", type=float, default=0.6, help="share of the uninterrupted run's time (default 0.6)")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml value for the copy, e.g. train.epochs=3 (YAML syntax; repeatable)")
     args = parser.parse_args()
+    settings = dict(_setting(text) for text in args.set)
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder) / "project"
-        make_project(project)
-        result = measure(project, args.kill_at)
+        make_project(project, settings)
+        result = measure(project, args.kill_at, settings)
     print(json.dumps(result, indent=2))
     write_result(args.json, result)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise SystemExit(f"--set {text!r}: write KEY=VALUE, e.g. train.epochs=3")
+    return key, yaml.safe_load(value)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,43 @@ def test_the_guide_stays_in_eval_mode_whatever_the_trainer_asks(models):
     memory = RememberedGuide(guide)
     memory.train()
     assert not memory.training and not guide.training
+
+
+def test_a_stored_memory_reads_back_as_it_was_and_a_resumed_run_embeds_nothing(models, tmp_path):
+    model, guide = models
+    memory = RememberedGuide(guide)
+    columns = _columns(model, QUERIES, PASSAGES)
+    assert memory.remember(columns, "fp32", batch_size=4) == 8
+    store = tmp_path / "work" / "guide_memory.pt"
+    memory.save(store)
+
+    resumed = RememberedGuide(guide)
+    assert resumed.load(store) == 8
+    assert resumed.memory.keys() == memory.memory.keys()
+    assert all(torch.equal(resumed.memory[key], memory.memory[key]) for key in memory.memory)
+    assert resumed.remember(columns, "fp32", batch_size=4) == 0
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", "torch: keys and vectors of other lengths"])
+def test_an_unreadable_stored_memory_is_ignored(models, tmp_path, content):
+    _, guide = models
+    store = tmp_path / "guide_memory.pt"
+    if isinstance(content, str):
+        torch.save({"keys": ["00", "01"], "vectors": torch.zeros(1, 4)}, store)
+    else:
+        store.write_bytes(content)
+    memory = RememberedGuide(guide)
+    assert memory.load(store) == 0 and memory.memory == {}
+    assert memory.load(tmp_path / "absent.pt") == 0
+
+
+def test_the_guide_copied_from_the_unchanged_model_embeds_as_the_one_read_from_its_folder(models):
+    from stages.lib.training.trainer import load_guide
+
+    model, _ = models
+    copied, read = load_guide(None, model), load_guide(packaged_model_dir(MINILM), model)
+    assert copied is not model and not copied.training and not any(p.requires_grad for p in copied.parameters())
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(copied.parameters(), model.parameters(), strict=True))
+    features = dict(_columns(model, QUERIES, PASSAGES)[1])
+    with torch.no_grad():
+        assert torch.equal(copied(dict(features))["sentence_embedding"], read(dict(features))["sentence_embedding"])

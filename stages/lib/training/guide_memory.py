@@ -8,6 +8,11 @@ loss: before training it embeds every distinct training text once, sorted by len
 during training it answers each batch from that memory. A text it has not seen (a resumed run's batches are the
 same texts, so only a change of tokenisation would do that) is embedded as before and remembered.
 
+The memory is written to the run's work folder once filled (``GUIDE_MEMORY_FILE``), so a run resumed after a crash
+or ``kill -9`` reads it instead of embedding every text again. That folder is keyed by the run's fingerprint (inputs,
+settings, precision, code), so a stored memory was computed by the same guide from the same texts; a file that does
+not read back as one is ignored and written again.
+
 Texts are told apart by the token ids the guide receives (and the prompt length, which pooling may read), so the
 memory holds exactly what the guide would have computed from those inputs, up to the float rounding of a
 different padding width. Memory: one vector per distinct text (384 floats for e5-small: 1.5 KB; 100,000 pairs take
@@ -16,11 +21,14 @@ about 300 MB on the CPU side).
 
 from __future__ import annotations
 
+import io
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from stages.lib.common.files import write_bytes_atomic
 from stages.lib.common.progress import progress
 from stages.lib.models.hardware import autocast
 
@@ -32,6 +40,7 @@ PADDED_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 # What a model writes into the features it is given: cached_gist hands the guide the dict the trained model has
 # just filled. Outputs, not inputs: not part of what the guide reads.
 MODEL_OUTPUTS = ("token_embeddings", "sentence_embedding", "all_layer_embeddings")
+GUIDE_MEMORY_FILE = "guide_memory.pt"  # in the run's work folder, beside the checkpoints
 
 
 def _batch_metadata(features: dict) -> dict | None:
@@ -152,19 +161,50 @@ class RememberedGuide(nn.Module):
         return total
 
 
-def remember_training_texts(trainer, precision: str, batch_size: int) -> RememberedGuide | None:
+    def save(self, path: Path) -> None:
+        """Write the memory to ``path`` (atomically: a kill mid-write leaves the previous file or none)."""
+        keys = list(self.memory)
+        vectors = torch.stack([self.memory[key] for key in keys]) if keys else torch.empty(0)
+        buffer = io.BytesIO()
+        torch.save({"keys": [key.hex() for key in keys], "vectors": vectors}, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
+
+    def load(self, path: Path) -> int:
+        """Add the memory stored in ``path``; returns how many texts it held (0 when there is no readable file)."""
+        if not path.is_file():
+            return 0
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            keys, vectors = stored["keys"], stored["vectors"]
+            if not isinstance(keys, list) or not isinstance(vectors, torch.Tensor) or len(keys) != len(vectors):
+                raise ValueError("keys and vectors do not match")
+            loaded = {bytes.fromhex(key): vector for key, vector in zip(keys, vectors, strict=True)}
+        except Exception as error:  # noqa: BLE001 - any unreadable file is only a cache miss
+            log.info(f"ignoring the stored guide memory {path} ({type(error).__name__}: {error}); embedding again")
+            return 0
+        self.memory.update(loaded)
+        return len(loaded)
+
+
+def remember_training_texts(trainer, precision: str, batch_size: int, store: Path | None = None,
+                            is_writer: bool = True) -> RememberedGuide | None:
     """Put a GIST loss's guide behind a memory filled with every training text, as the Trainer's collator tokenises
     it (prompts included); None for a loss without a guide, or whose guide re-tokenises (another vocabulary):
-    those keep running the guide in every step."""
+    those keep running the guide in every step. With ``store``, the memory is read from that file first and
+    written there (by the writer) when texts were added."""
     loss = trainer.loss
     if not isinstance(getattr(loss, "guide", None), nn.Module) or getattr(loss, "must_retokenize", True):
         return None
     memory = loss.guide if isinstance(loss.guide, RememberedGuide) else RememberedGuide(loss.guide)
     loss.guide = memory
+    stored = memory.load(store) if store is not None else 0
     data = trainer.train_dataset
     # 256 rows per collation: the memory is filled from the same tensors the loss will receive.
     batches = (trainer.collect_features(trainer.data_collator([data[i] for i in range(start, min(start + 256, len(data)))]))[0]
                for start in range(0, len(data), 256))
     embedded = memory.remember((features for columns in batches for features in columns), precision, batch_size)
-    log.info(f"guide: {embedded} distinct texts embedded once for {len(data)} training rows")
+    if store is not None and embedded and is_writer:
+        memory.save(store)
+    read = f" ({stored} read from {store})" if stored else ""
+    log.info(f"guide: {embedded} distinct texts embedded once for {len(data)} training rows{read}")
     return memory

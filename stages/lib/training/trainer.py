@@ -25,11 +25,12 @@ from stages.lib.training.validation import VAL_METRIC
 GIST_TEMPERATURE = 1 / 20
 
 
-def build_loss(model, params: TrainParams, distributed: bool = False, guide_dir: Path = BASE_DIR):
+def build_loss(model, params: TrainParams, distributed: bool = False, guide_dir: Path | None = BASE_DIR):
     """In-batch-negatives loss; with several processes it gathers every process's embeddings, so
     each query sees the whole global batch as negatives, as in a single-process run.
 
-    gist / cached_gist (GISTEmbed): the base model in ``guide_dir`` scores every in-batch negative, and those it
+    gist / cached_gist (GISTEmbed): the base model in ``guide_dir`` (``None``: a copy of ``model`` as it is now,
+    which must then be that base model, unchanged) scores every in-batch negative, and those it
     scores above the query's own positive are left out. The guide's embeddings are gathered across processes
     with the model's, so the mask covers the global batch. One difference from a single process remains:
     GIST's query-query negatives are this process's queries only (sentence-transformers gathers passages, not
@@ -55,9 +56,11 @@ def build_loss(model, params: TrainParams, distributed: bool = False, guide_dir:
     return MultipleNegativesRankingLoss(model, gather_across_devices=distributed)
 
 
-def load_guide(guide_dir: Path, model):
+def load_guide(guide_dir: Path | None, model):
     """The base model as GIST's guide: its own copy (the trained model changes every step and may have an extended
-    vocabulary), fp32 weights, on the trained model's device, frozen and in eval mode.
+    vocabulary), fp32 weights, on the trained model's device, frozen and in eval mode. ``guide_dir`` None copies
+    ``model`` in memory instead of reading the folder again (it is the base model until training starts: a
+    checkpoint's weights are loaded later, inside ``Trainer.train``); about 3 s less start-up on a CPU.
 
     Frozen: the Trainer's optimizer takes every parameter of the loss that requires a gradient, the guide's too.
     Eval mode: no dropout in its judgement; the Trainer switches only the trained model to train mode. Its forward
@@ -66,7 +69,12 @@ def load_guide(guide_dir: Path, model):
     # Inputs reach the guide already tokenized, with the prompts in them: as the model's own token ids when the
     # vocabularies are the same, else decoded and tokenized again by the guide (GIST does that itself, and also
     # whenever the guide reads fewer tokens than the model, which the same max_seq_length avoids).
-    guide = load_sentence_transformer(guide_dir, str(model.device), model.max_seq_length)
+    if guide_dir is None:
+        import copy
+
+        guide = copy.deepcopy(model)
+    else:
+        guide = load_sentence_transformer(guide_dir, str(model.device), model.max_seq_length)
     guide.requires_grad_(False)
     return guide.eval()
 
@@ -122,7 +130,9 @@ class TrainerSettings:
     ``resuming``: the run continues from a checkpoint, whose validation scores (the base model's, step 0, among
     them) the best-model keeper already read from disk; none is computed again. ``choose_best``: False when the
     evaluator's questions only draw the curve (the final step is kept; see ``BestModelKeeper``). ``guide_dir``: the
-    guide model of the gist losses. ``live_dir``: DVCLive's folder for the training curves (rank 0 writes it).
+    guide model of the gist losses, read from there only when the vocabulary was extended (the model given is the
+    same base model otherwise, and the guide is a copy of it). ``live_dir``: DVCLive's folder for the training
+    curves (rank 0 writes it).
     """
 
     params: TrainParams
@@ -153,12 +163,13 @@ def build_trainer(model, train_data, evaluator, settings: TrainerSettings) -> Tr
 
     from stages.lib.models.hardware import encoding_batch_size
     from stages.lib.training.checkpoints import BestModelKeeper, CheckpointCost, CheckpointSchedule
-    from stages.lib.training.guide_memory import remember_training_texts
+    from stages.lib.training.guide_memory import GUIDE_MEMORY_FILE, remember_training_texts
     from stages.lib.training.live_curves import LiveCurves
 
     params = settings.params
     # 1. The loss, and the arguments: batches, schedule, validation, checkpoints, precision.
-    loss = build_loss(model, params, distributed=settings.hardware.processes > 1, guide_dir=settings.guide_dir)
+    guide_dir = settings.guide_dir if settings.vocabulary_extended else None
+    loss = build_loss(model, params, distributed=settings.hardware.processes > 1, guide_dir=guide_dir)
     args = _training_arguments(len(train_data), list(train_data.column_names), loss, evaluator is not None, settings)
     # 2. The callbacks. Order matters: the cost of a checkpoint is timed from the last callback before the save, so
     #    CheckpointCost comes after the keeper (its best-model save is not a checkpoint's cost) and the curves.
@@ -171,9 +182,10 @@ def build_trainer(model, train_data, evaluator, settings: TrainerSettings) -> Tr
     trainer = lean_checkpoint_trainer_class()(model=model, args=args, train_dataset=train_data, loss=loss,
                                               evaluator=evaluator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # raw log dictionaries: the progress bar shows them instead
-    # 4. GIST's guide embeds every training text once, not in every step (guide_memory.py).
-    remember_training_texts(trainer, settings.hardware.precision,
-                            encoding_batch_size("auto", settings.hardware.device))
+    # 4. GIST's guide embeds every training text once, not in every step (guide_memory.py), kept in the work folder
+    #    for a resumed run.
+    remember_training_texts(trainer, settings.hardware.precision, encoding_batch_size("auto", settings.hardware.device),
+                            store=settings.work / GUIDE_MEMORY_FILE, is_writer=settings.is_writer)
     return TrainingSetup(trainer=trainer, keeper=keeper, checkpoint_cost=cost, curves=curves)
 
 
