@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps test-deps pipeline test test-quick lint
+.PHONY: install system-deps test-deps pipeline test test-quick lint docs docs-build
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -38,4 +38,13 @@ test-quick: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check stages tests scripts benchmarks
+	$(BIN)/ruff check stages tests scripts benchmarks examples
+
+# The documentation site (docs/, mkdocs.yml): served at http://127.0.0.1:8000, rebuilt on every save. Its numbers
+# are rendered from the results by `python -m benchmarks.render_docs`; a stale one fails the build.
+docs: install
+	$(BIN)/mkdocs serve
+
+# The site built into site/ in strict mode, offline, as the tests build it.
+docs-build: install
+	$(BIN)/mkdocs build --strict

@@ -1,7 +1,7 @@
 """Base models x laws on golden test: the whole pipeline per pair, base and fine-tuned side by side.
 
     python -m benchmarks.base_models                 # every base model on both laws
-    python -m benchmarks.base_models --readme        # ... and rewrite the README's table from the results
+    python -m benchmarks.base_models --readme        # ... and render the docs' table from the results
 
 Each run is this checkout's pipeline (params.yaml as it is, the recipe included) in a fresh project with
 `model.*` and `sample.laws` / `evaluate.golden_sets` set for the pair, reproduced with `dvc repro`. The
@@ -23,7 +23,6 @@ from pathlib import Path
 from benchmarks.project import JUDGES, REPO_ROOT, copy_pipeline, set_params
 
 RESULTS = REPO_ROOT / "benchmarks/results/base_models.json"
-README = REPO_ROOT / "README.md"
 BASE_MODELS = {
     # With its own recipe, the previous default's: an extended vocabulary learns at 1e-4, on all pairs.
     "all-MiniLM-L6-v2 (English, vocabulary extended)": {
@@ -98,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.base_models")
     parser.add_argument("--model", choices=sorted(BASE_MODELS), action="append", help="default: all")
     parser.add_argument("--law", choices=sorted(JUDGES), action="append", help="default: both")
-    parser.add_argument("--readme", action="store_true", help="rewrite the README table from the results")
+    parser.add_argument("--readme", action="store_true", help="render the docs' numbers from the results (benchmarks.render_docs)")
     parser.add_argument("--table-only", action="store_true", help="run nothing; with --readme, only rewrite the table")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else {}
@@ -112,13 +111,9 @@ def main() -> None:
                 RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     table = readme_table(results)
     print(table)
-    if args.readme:
-        text = README.read_text(encoding="utf-8")
-        start, end = "<!-- base-models:start -->", "<!-- base-models:end -->"
-        if start not in text or end not in text:
-            raise SystemExit("README has no base-models table markers")
-        before, rest = text.split(start, 1)
-        README.write_text(before + start + "\n" + table + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    if args.readme:  # the table is the base-models block of docs/evaluation.md
+        from benchmarks.render_docs import render_all
+        render_all()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ come from the cache).
 
     python -m benchmarks.scale                        # 1, 10, 100 and all laws: about 1.5 hours on 2 cores
     python -m benchmarks.scale --sizes 1 10           # a quick look
-    python -m benchmarks.scale --readme               # also rewrite the table in README.md
+    python -m benchmarks.scale --readme               # also render the docs' numbers (benchmarks.render_docs)
     python -m benchmarks.scale --sizes all --json benchmarks/results/scale_all_laws.json --no-rerun
 
 Writes benchmarks/results/scale.json (or --json), with the CPU and the precision evaluate encoded in.
@@ -38,7 +38,6 @@ from benchmarks.train_throughput import cpu_name
 STAGES = ("sample", "corpus", "questions", "base_model", "train", "evaluate")
 DEFAULT_LAW = "中华人民共和国证券法"
 RESULTS = REPO_ROOT / "benchmarks/results/scale.json"
-README_START, README_END = "<!-- scale-table:start -->", "<!-- scale-table:end -->"
 
 
 def select_laws(size: str) -> list[str]:
@@ -153,18 +152,11 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(table: str) -> None:
-    readme = REPO_ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + table + "\n" + text[end:], encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["1", "10", "100", "all"])
     parser.add_argument("--keep", type=Path, help="run in this folder and keep the projects (default: a temp folder)")
-    parser.add_argument("--readme", action="store_true", help="rewrite the table in README.md")
+    parser.add_argument("--readme", action="store_true", help="render the docs' numbers from the results (benchmarks.render_docs)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
     parser.add_argument("--no-rerun", action="store_true", help="skip the rerun of evaluate with only the fine-tuned model changed")
     args = parser.parse_args()
@@ -181,8 +173,9 @@ def main() -> None:
         output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     table = markdown_table(results)
     print(table)
-    if args.readme:
-        update_readme(table)
+    if args.readme:  # the table is the scale-table block of docs/hardware.md, read from benchmarks/results/scale.json
+        from benchmarks.render_docs import render_all
+        render_all()
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.selection_ablation                      # both laws (about 15 minutes on 2 cores)
     python -m benchmarks.selection_ablation --law labor_contract_law
-    python -m benchmarks.selection_ablation --table              # print the README table from the results
+    python -m benchmarks.selection_ablation --table              # print the docs' table from the results
 
 For each law with a golden set (the Securities Law, the Labor Contract Law), three runs of the real stages on
 the law's own documents, chunks, questions and base model:
@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.project import JUDGES, PREPARED, REPO_ROOT, copy_prepared, prepared_project, run_stage_module, set_params, write_result
-from benchmarks.train_throughput import cpu_name
-from stages.lib.training.live_curves import read_val_curve
+
+# benchmarks.train_throughput and stages.lib.training.live_curves import torch and transformers (4 s): imported where
+# a run needs them, so that rendering the docs' table (benchmarks.render_docs, markdown_table) stays quick.
 
 RESULTS = Path("benchmarks/results/selection_ablation.json")
 RETRIEVERS = ("base", "finetuned", "bm25", "hybrid")
@@ -159,6 +160,7 @@ def run_law(law: str, root: Path) -> dict:
     seconds = _run_stages(hidden, ("train", "evaluate"))
     verdict = _read(hidden, "metrics/eval.json")["verdict"]
     # step,ndcg@10 from DVCLive's series
+    from stages.lib.training.live_curves import read_val_curve
     val_curve = [f"{step},{score}" for step, score in read_val_curve(hidden / "metrics/train_live").items()]
     out["hidden"] = {"seconds": seconds, **_choices(hidden), "report_best": verdict["best"],
                      "report_best_measured": verdict["best_measured"], "verdict": verdict,
@@ -183,6 +185,7 @@ def _synthetic_val_rule(hidden: Path, law: dict, golden_test_hits: dict[str, dic
     (ties to the earlier, as the train stage's keeper did), and the fusion tuned on it, scored on golden test with
     the hidden run's model (the fine-tuned model at that step is known only when it is the base model, the visible
     run's step or the final one)."""
+    from stages.lib.training.live_curves import read_val_curve
     curve = list(read_val_curve(hidden / "metrics/train_live").items())
     step = max(curve, key=lambda entry: (entry[1], -entry[0]))[0]
     fusion, hybrid_hits = synthetic_val_fusion(hidden)
@@ -251,12 +254,13 @@ def main() -> None:
     parser.add_argument("--law", choices=sorted(JUDGES), action="append", help="default: both")
     parser.add_argument("--root", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--table", action="store_true", help="print the README table from the results file")
+    parser.add_argument("--table", action="store_true", help="print the docs' table from the results file")
     args = parser.parse_args()
     path = args.json if args.json.is_absolute() else REPO_ROOT / args.json
     if args.table:
         print(markdown_table(json.loads(path.read_text(encoding="utf-8"))))
         return
+    from benchmarks.train_throughput import cpu_name
     root = args.root or Path(tempfile.mkdtemp(prefix="selection-ablation-"))
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"laws": {}}
     for law in args.law or sorted(JUDGES, reverse=True):

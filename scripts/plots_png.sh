@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Render `dvc plots show` offline in headless Chromium and save the page as docs/plots.png
-# (the picture in the README). Usage: bash scripts/plots_png.sh [width] [height]
+# (the picture in docs/team.md). Usage: bash scripts/plots_png.sh [width] [height]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 width="${1:-1500}"

@@ -1,4 +1,4 @@
-"""Draw the README's pictures of the UI: a known question's search view and the report, from a reproduced run.
+"""Draw the pictures of the UI in the README and docs/ui.md: a known question's search view and the report, from a reproduced run.
 
     python scripts/ui_screenshot.py                      # this folder's run -> docs/ui.png, docs/ui_report.png
     python scripts/ui_screenshot.py --project /path/to/run --set golden/securities_law --qid sl-zh-c-001

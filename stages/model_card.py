@@ -3,7 +3,8 @@
 ``models/finetuned`` is what ships: the weights ``train`` selected (byte for byte), and a
 ``README.md`` that states the base model and its pin, the training data, the recipe, the prompts,
 the golden-test table against the base model and BM25 with intervals, the hardware, and how to load
-the model in sentence-transformers, LlamaIndex and through ``stages.serve``. It is a stage of its own
+the model in sentence-transformers, LlamaIndex and through ``stages.serve``; its front matter carries the
+Hub's metadata (base model, licence, languages, golden-test results) for ``python -m stages.publish``. It is a stage of its own
 because the evidence exists only after ``evaluate`` (and ``export``), and DVC lets one stage alone
 write a folder. It copies rather than trains: a rerun takes seconds, and nothing else depends on it.
 """
@@ -23,6 +24,7 @@ from stages.lib.serving.model_card import CardInputs, build_card
 log = logging.getLogger(__name__)
 
 TRAINED_DIR = Path("models/trained")
+BASE_CARD = Path("models/base/README.md")  # the base model's own card: its licence metadata
 OUTPUT_DIR = Path("models/finetuned")
 CARD = "README.md"
 METRICS = {name: Path(f"metrics/{name}.json") for name in ("train", "eval", "questions", "corpus")}
@@ -49,6 +51,7 @@ def main() -> None:
         documents=[row["source"] for row in read_jsonl(DOCUMENTS_FILE)],
         sentence_transformers_card=trained_card.read_text(encoding="utf-8") if trained_card.is_file() else "",
         export=read_json(EXPORT_METRICS) if EXPORT_METRICS.is_file() else {},
+        base_card=BASE_CARD.read_text(encoding="utf-8") if BASE_CARD.is_file() else "",
     )
     card = build_card(inputs)
 

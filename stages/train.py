@@ -8,8 +8,8 @@ is by NDCG@10 on golden val (questions people wrote, when a golden set is about
 this corpus), and the base model itself (step 0) is a candidate: a fine-tune that
 does not beat it is not kept. Without a golden val the final step is kept, and the
 synthetic val split is scored for the curve only: its questions reuse their
-passages' words, and choosing on them misleads (README "Without a golden
-set"). The selected checkpoint is then mixed with the base model in weight
+passages' words, and choosing on them misleads (docs/evaluation.md, "Without a
+golden set"). The selected checkpoint is then mixed with the base model in weight
 space (WiSE-FT: alpha x fine-tuned + (1 - alpha) x base), with the
 ``train.wise_ft_alphas`` value that scores best on golden val (alpha 1 without
 one). The loss

@@ -94,7 +94,7 @@ def _describe(state, args: argparse.Namespace, loopback: bool) -> str:
     if not loopback:
         lines.append(f"  WARNING: listening on {args.host}, with no login: anyone who can reach this address can read the "
                      "corpus, the questions and the metrics, make this machine search, and write golden sets in the labelling "
-                     "view (data/golden/). See the README.")
+                     "view (data/golden/). See docs/ui.md, Exposing it.")
     lines.append(f"  open http://{host}:{args.port}/  (the report: http://{host}:{args.port}/report, labelling: "
                  f"http://{host}:{args.port}/label)")
     return "\n".join(lines)

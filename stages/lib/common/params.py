@@ -194,7 +194,8 @@ class TrainParams(_Section):
     ict_mask_probability: float = Field(ge=0, le=1)
     extend_vocab: bool
     # Keep the token-embedding matrix as it is: most of a multilingual model's 250k rows never occur in the
-    # data, and updating them all costs ~40% of a CPU step. auto: frozen unless the vocabulary was extended
+    # data, and updating them all is a large share of a CPU step (docs/experiments.md). auto: frozen unless the
+    # vocabulary was extended
     # (new rows must be learned).
     freeze_token_embeddings: bool | Literal["auto"]
     # Learning rate of the token-embedding matrix when the vocabulary was
@@ -230,8 +231,8 @@ class TrainParams(_Section):
     # own chunk in its top round_trip_top_k over the train split's chunks. none | bm25 | base (the base model).
     round_trip_filter: Literal["none", "bm25", "base"]
     round_trip_top_k: int
-    # Recompute activations in the backward pass instead of keeping them: about half the memory
-    # (MiniLM's run: 2.4 instead of 4.8 GiB) for about 25% more compute, same result.
+    # Recompute activations in the backward pass instead of keeping them: less memory for more compute, the
+    # same result; for a large base model or a small GPU.
     gradient_checkpointing: bool
     # Resume checkpoints: every this share of the run, and at least every checkpoint_minutes.
     checkpoint_fraction: float = Field(gt=0, le=1)
@@ -305,7 +306,7 @@ class EvaluateParams(_Section):
     # sampled queries' relevant chunks plus others up to the cap), never a full extra pass.
     llamaindex_check_queries: int = Field(ge=1)
     llamaindex_check_corpus: int = Field(ge=1)
-    # Question sets written by people (JSONL; see the README), reported with confidence intervals;
+    # Question sets written by people (JSONL; docs/evaluation.md), reported with confidence intervals;
     # their val questions choose the fusion weight. A set about documents not in the corpus is skipped.
     golden_sets: list[str]
     # Extra rows: OpenAI-compatible embedding models (key/endpoint from the
@@ -351,11 +352,17 @@ class EvaluateParams(_Section):
 
 class ExportParams(_Section):
     # The fine-tuned model as ONNX (fp32 and dynamically quantised int8) in models/finetuned-onnx/, measured
-    # against the PyTorch model in metrics/export.json. Off in params.yaml: about a minute of CPU work (60-70 s
-    # for multilingual-e5-small on 2 cores) would take the default run past its 5 minutes.
+    # against the PyTorch model in metrics/export.json. Off in params.yaml: the export and its measurements add
+    # about a minute of CPU work to the default run (docs/serving.md).
     enabled: bool
     # CPU speed: the three encoders timed on one seeded sample of at most this many measured texts.
     throughput_texts: int = Field(ge=1)
+
+
+class ModelCardParams(_Section):
+    # The licence the model card and the Hub metadata state for the fine-tuned weights: a Hub licence id (mit,
+    # apache-2.0, cc-by-4.0, other, ...), or auto: the licence the base model's card declares (models/base/README.md).
+    license: str = Field(pattern=r"^(auto|[a-z0-9][a-z0-9.+-]*)$")
 
 
 class LabellingParams(_Section):
@@ -379,6 +386,7 @@ class Params(_Section):
     seed_recipe: SeedRecipeParams
     evaluate: EvaluateParams
     export: ExportParams
+    model_card: ModelCardParams
     labelling: LabellingParams
 
 
@@ -461,7 +469,7 @@ def _describe(error: ValidationError, source: Path) -> str:
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key '{key}' (check its spelling against the README's params table)")
+            problems.append(f"unknown key '{key}' (check its spelling against the key reference in docs/configuration.md)")
         elif item["type"] == "missing":
             missing.append(tuple(item["loc"]))
         else:

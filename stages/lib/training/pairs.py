@@ -82,7 +82,7 @@ def budgeted_pairs(dataset: QADataset, target_ids: Collection[str], mask_probabi
 
     Two budgets, not one sample of the union: related documents can hold ten times the target's text, and one
     uniform sample then fills the budget mostly with them (the Securities Law with six related laws kept about 40
-    of its own pairs in 384, and golden val fell; README "How much data do I need?"). The target's own pairs are
+    of its own pairs in 384, and golden val fell; docs/experiments.md, "How much data do I need?"). The target's own pairs are
     the closest to what users will ask, so extra text is added to them, never swapped for them.
     """
     anchors, positives = training_pairs(dataset, mask_probability, seed)
