@@ -60,6 +60,14 @@ class Sources:
     def params(self) -> dict:
         return YAML(typ="safe", pure=True).load(self.params_text())
 
+    @functools.cache  # noqa: B019
+    def lock(self) -> dict:
+        return YAML(typ="safe", pure=True).load((self.root / "dvc.lock").read_text(encoding="utf-8"))
+
+    def output_bytes(self, stage: str, path: str) -> int:
+        """The size ``dvc.lock`` records for one output of one stage."""
+        return next(out["size"] for out in self.lock()["stages"][stage]["outs"] if out["path"] == path)
+
 
 BLOCKS: dict[str, Callable[[Sources], str]] = {}
 
@@ -355,6 +363,12 @@ def repro_time(sources: Sources) -> str:
     fast, slow = _repro(sources, "intel_amx"), _repro(sources, "after")
     return (f"{minutes(fast['wall_seconds'])} on a 2-core Intel Xeon with AMX (bf16), {minutes(slow['wall_seconds'])} "
             f"on a 2-core AMD EPYC with AVX2 only (fp32, older code)")
+
+
+@block("model-size")
+def model_size(sources: Sources) -> str:
+    """The base model folder as the committed run wrote it (``dvc.lock``); the trained and shipped ones are its size."""
+    return f"{sources.output_bytes('base_model', 'models/base') / 1e6:,.0f} MB"
 
 
 @block("peak-memory")

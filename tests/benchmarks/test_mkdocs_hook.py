@@ -23,7 +23,7 @@ def _build(project: Path, site: Path) -> None:
 def _copy_project(target: Path) -> Path:
     for folder in ("docs", "metrics", "benchmarks"):
         shutil.copytree(REPO_ROOT / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "train_live"))
-    for name in ("README.md", "params.yaml", "mkdocs.yml"):
+    for name in ("README.md", "params.yaml", "dvc.lock", "mkdocs.yml"):
         shutil.copy2(REPO_ROOT / name, target / name)
     return target
 

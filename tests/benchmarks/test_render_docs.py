@@ -17,10 +17,10 @@ README_MAX_LINES = 250
 
 
 def _copy_project(target: Path) -> Path:
-    """What the renderer reads and writes: the documents, the result files, params.yaml."""
+    """What the renderer reads and writes: the documents, the result files, params.yaml, dvc.lock."""
     for folder in ("docs", "metrics", "benchmarks/results"):
         shutil.copytree(REPO_ROOT / folder, target / folder, ignore=shutil.ignore_patterns("*.png", "train_live"))
-    for name in ("README.md", "params.yaml"):
+    for name in ("README.md", "params.yaml", "dvc.lock"):
         shutil.copy2(REPO_ROOT / name, target / name)
     return target
 
