@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO_ROOT, command_env
-from tests.local_servers import free_port, wait_until_listening
-from tests.serving.fixtures import prompted_minilm
+from tests.local_servers import free_port
+from tests.serving.fixtures import prompted_minilm, stages_serve
 
 pytestmark = pytest.mark.slow  # runs example files and a server in subprocesses: not in `make test-quick`
 
@@ -77,22 +77,9 @@ def reference(model_dir):
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory, model_dir, request) -> str:
     """``python -m stages.serve`` on the model, fp32 on the CPU so its vectors compare with sentence-transformers'."""
-    workdir = tmp_path_factory.mktemp("serve")
-    env = {**command_env(), "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("EMBEDDING_API_KEY", None)
-    port = free_port()
-    log = workdir / "server.log"
-    with log.open("w", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stages.serve", "--port", str(port), "--model-dir", str(model_dir), "--model-name",
-             "minilm", "--device", "cpu", "--precision", "fp32"], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        request.getfixturevalue("reference")  # loads while the server starts
-        wait_until_listening(process, port, "stages.serve", lambda: log.read_text(encoding="utf-8"), timeout_s=120)
+    with stages_serve(tmp_path_factory.mktemp("serve"), model_dir,
+                      while_starting=lambda: request.getfixturevalue("reference")) as (port, _):  # loads meanwhile
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _example(name: str, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:

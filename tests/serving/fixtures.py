@@ -1,20 +1,24 @@
-"""What the serving tests share: the packaged MiniLM given query/passage prompts, texts to embed, cosine, and an app
-served by uvicorn from a background thread."""
+"""What the serving tests share: the packaged MiniLM given query/passage prompts, texts to embed, cosine, an app
+served by uvicorn from a background thread, and ``python -m stages.serve`` in a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from stages.lib.models.sources import packaged_model_dir
-from tests.helpers import REPO_ROOT
-from tests.local_servers import free_port
+from tests.helpers import REPO_ROOT, command_env
+from tests.local_servers import free_port, wait_until_listening
 
 QUERY_PROMPT, PASSAGE_PROMPT = "query: ", "passage: "
 
@@ -75,3 +79,28 @@ class Background:
 
     def waiting(self) -> int:
         return self.http.get(self.url + "/health").json()["waiting_requests"]
+
+
+@contextlib.contextmanager
+def stages_serve(workdir: Path, model_dir: Path, *options: str,
+                 while_starting: Callable[[], object] = lambda: None) -> Iterator[tuple[int, Path]]:
+    """``python -m stages.serve`` on ``model_dir`` as model ``minilm``, run from ``workdir`` (its ``.env`` is read; the
+    environment's EMBEDDING_API_KEY is not passed on), fp32 on the CPU so its vectors compare with
+    sentence-transformers' own; yields the port and the server's log once it listens. ``while_starting`` runs
+    during its start-up."""
+    env = {**command_env(), "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("EMBEDDING_API_KEY", None)
+    port = free_port()
+    log = workdir / "server.log"
+    with log.open("w", encoding="utf-8") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stages.serve", "--port", str(port), "--model-dir", str(model_dir), "--model-name",
+             "minilm", *options, "--device", "cpu", "--precision", "fp32"],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while_starting()
+        wait_until_listening(process, port, "stages.serve", lambda: log.read_text(encoding="utf-8"), timeout_s=120)
+        yield port, log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -10,8 +10,6 @@ right status, and the server keeps answering.
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import REPO_ROOT, command_env
-from tests.local_servers import free_port, wait_until_listening
-from tests.serving.fixtures import cosines, english_golden_questions, prompted_minilm
+from tests.serving.fixtures import cosines, english_golden_questions, prompted_minilm, stages_serve
 
 pytestmark = pytest.mark.slow  # runs the pipeline, a stage, a browser or a server: not in `make test-quick`
 
@@ -70,25 +66,10 @@ def served(tmp_path_factory, model_dir, request):
     # Run from a folder whose .env holds the key, as from a project root; the environment holds none.
     workdir = tmp_path_factory.mktemp("serve")
     (workdir / ".env").write_text(f"EMBEDDING_API_KEY={KEY}\n", encoding="utf-8")
-    env = {**command_env(), "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("EMBEDDING_API_KEY", None)
-    port = free_port()
-    log = workdir / "server.log"
-    with log.open("w", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stages.serve", "--port", str(port), "--model-dir", str(model_dir), "--model-name",
-             "minilm", "--max-inputs", str(MAX_INPUTS), "--max-tokens", str(MAX_TOKENS), "--device", "cpu",
-             # fp32 on any CPU: the vectors are compared with sentence-transformers' own fp32 ones
-             "--precision", "fp32"],
-            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        request.getfixturevalue("reference")  # loads while the server starts
-        wait_until_listening(process, port, "stages.serve", lambda: log.read_text(encoding="utf-8"), timeout_s=120)
-        with httpx.Client(timeout=60) as http:
-            yield Served(f"http://127.0.0.1:{port}", log, http)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with (stages_serve(workdir, model_dir, "--max-inputs", str(MAX_INPUTS), "--max-tokens", str(MAX_TOKENS),
+                       while_starting=lambda: request.getfixturevalue("reference")) as (port, log),  # loads meanwhile
+          httpx.Client(timeout=60) as http):
+        yield Served(f"http://127.0.0.1:{port}", log, http)
 
 
 def _vectors(response: httpx.Response) -> np.ndarray:
