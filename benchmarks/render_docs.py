@@ -448,6 +448,18 @@ def resume_cost(sources: Sources) -> str:
     return "\n".join(lines)
 
 
+@block("parallel-training")
+def parallel_training(sources: Sources) -> str:
+    run = sources.result("parallel_training_intel_amx")
+    return (f"on the {run['usable_cores']}-core Intel Xeon with AMX (`parallel_training_intel_amx.json`, the default "
+            f"training of {run['steps']} steps) one training alone took {run['alone_seconds']:.0f} s; two side by side "
+            f"with every core each took {max(run['side_by_side_every_core_each_seconds']):.0f} s, "
+            f"{run['side_by_side_every_core_each_slowdown']:.1f}x as long; with `OMP_NUM_THREADS="
+            f"{run['side_by_side_omp_num_threads']}` both were done after {max(run['side_by_side_cores_shared_seconds']):.0f} s, "
+            f"{run['side_by_side_cores_shared_vs_one_after_the_other']:.2f}x the {run['one_after_the_other_seconds']:.0f} s "
+            "of one after the other")
+
+
 @block("checkpoints")
 def checkpoints(sources: Sources) -> str:
     train = sources.metrics("train")

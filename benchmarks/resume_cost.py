@@ -35,13 +35,14 @@ WEIGHTS = Path("models/trained/model.safetensors")
 
 
 def dvc(args: list[str], project: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(["dvc", *args], cwd=project, env=_env(), capture_output=True, text=True)
+    result = subprocess.run(["dvc", *args], cwd=project, env=offline_env(), capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"`dvc {' '.join(args)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
     return result
 
 
-def _env() -> dict[str, str]:
+def offline_env() -> dict[str, str]:
+    """This environment, offline, with this Python's folder first on PATH (dvc, and the stages' python)."""
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1",
             "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1"}
@@ -52,7 +53,7 @@ def make_project(folder: Path, settings: dict[str, object] | None = None) -> Non
     if settings:
         set_params(folder, settings)
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, cwd=folder, env=_env(), check=True, capture_output=True)
+        subprocess.run(command, cwd=folder, env=offline_env(), check=True, capture_output=True)
     for stage in ("check_params", "sample", "corpus", "questions", "base_model"):
         dvc(["repro", "--single-item", stage], folder)
 
@@ -71,7 +72,7 @@ def kill_tree(process: subprocess.Popen) -> None:
 def measure(project: Path, kill_at: float, settings: dict[str, object] | None = None) -> dict:
     full, _ = timed_train(project)
     reference = (project / WEIGHTS).read_bytes()
-    interrupted = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=project, env=_env(),
+    interrupted = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=project, env=offline_env(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(kill_at * full)
     kill_tree(interrupted)
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a params.yaml value for the copy, e.g. train.epochs=3 (YAML syntax; repeatable)")
     args = parser.parse_args()
-    settings = dict(_setting(text) for text in args.set)
+    settings = dict(parse_setting(text) for text in args.set)
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder) / "project"
         make_project(project, settings)
@@ -114,7 +115,7 @@ def main() -> None:
     write_result(args.json, result)
 
 
-def _setting(text: str) -> tuple[str, object]:
+def parse_setting(text: str) -> tuple[str, object]:
     import yaml
 
     key, separator, value = text.partition("=")

@@ -87,9 +87,12 @@ def test_downloads_the_pinned_commit_into_models_base(downloaded):
     assert landed == served_files()
     # Kept per repo and commit in huggingface_hub's own cache layout.
     assert (downloaded.cache / "models--acme-legal--minilm-zh-test" / "snapshots" / COMMIT / "modules.json").is_file()
-    # Only the pinned commit was asked for, every request with the token from .env, which is shown nowhere.
-    assert downloaded.requests and all(COMMIT in r.path and r.authorized for r in downloaded.requests)
-    assert f"/api/models/{REPO_ID}/tree/{COMMIT}" in downloaded.requests[0].path
+    # First one anonymous HEAD of the hub's root (is anything there?), then only the pinned commit, every request
+    # with the token from .env, which is shown nowhere.
+    probe, *requests = downloaded.requests
+    assert (probe.method, probe.path, probe.authorized) == ("HEAD", "/", False)
+    assert requests and all(COMMIT in r.path and r.authorized for r in requests)
+    assert f"/api/models/{REPO_ID}/tree/{COMMIT}" in requests[0].path
     assert TOKEN not in downloaded.output
     kept = [p for folder in (downloaded.project, downloaded.cache) for p in folder.rglob("*") if p.is_file()]
     assert not [p for p in kept if p.name != ".env" and TOKEN.encode() in p.read_bytes()]
@@ -148,4 +151,5 @@ def test_unreachable_hub_and_empty_cache(error_project, tmp_path):
         stopped = hub.url
     result = run(["dvc", "repro", "base_model"], error_project, check=False,
                  extra_env=hub_env(tmp_path / "empty-cache", stopped))
-    assert_clean_failure(result, REPO_ID, stopped, "unreachable (ConnectError)", "HF_ENDPOINT")
+    output = assert_clean_failure(result, REPO_ID, stopped, "unreachable (ConnectError)", "HF_ENDPOINT")
+    assert "Retrying in" not in output  # told at once, not after huggingface_hub's five retries (23 s)

@@ -39,7 +39,7 @@ def test_kill_9_then_resume_never_repeats_a_successful_request(tmp_path):
         stage_run(stage, project, check=True)
     n_chunks = len((project / "data/corpus/chunks.jsonl").read_text().splitlines())
     store = project / "data/llm_cache"
-    with StubOpenAI(latency=0.3) as stub:
+    with StubOpenAI(latency=0.1) as stub:
         env = {**command_env(), **stub_env(stub)}
         process = subprocess.Popen([sys.executable, "-m", "stages.questions"], cwd=project, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +69,8 @@ def test_kill_9_then_resume_never_repeats_a_successful_request(tmp_path):
 def test_pipeline_with_llm_and_api_embeddings_keeps_secrets_out(tmp_path, tiny_pipeline):
     params = {**TINY_ZH_PARAMS, **LLM_PARAMS}
     params["evaluate"] = {**TINY_ZH_PARAMS["evaluate"], "api_embedding_models": ["stub-embed"]}
+    # Trained as little as it can be (trained twice here): this test is about the paid steps, not the model.
+    params["train"] = {**TINY_ZH_PARAMS["train"], "max_pairs": 48, "wise_ft_alphas": [1.0]}
     project = make_project(tmp_path / "p", params)
     with StubOpenAI() as stub:
         first = run(["dvc", "repro"], project, extra_env=stub_env(stub))

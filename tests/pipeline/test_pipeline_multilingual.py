@@ -108,6 +108,16 @@ def test_the_verdict_is_judged_on_the_golden_test_and_said_first(project):
     assert "Judged on 3 questions written by people (golden test, zh;" in output
 
 
+def test_llama_index_with_the_e5_instructions_ranks_as_our_evaluation_does(project):
+    # The seed's retriever, given the saved model's prompts as its instructions: the same sample, the same hits
+    # within one query (evaluate warns beyond that).
+    path, output = project
+    metrics = json.loads((path / "metrics/eval.json").read_text())
+    assert metrics["llamaindex_sample_queries"] == 20 and metrics["llamaindex_sample_corpus"] == 40
+    assert abs(metrics["llamaindex_finetuned_hit@5"] - metrics["ours_on_llamaindex_sample_hit@5"]) <= 1 / 20
+    assert "llama-index retriever" not in output
+
+
 def test_the_saved_model_carries_the_prompts_and_a_fresh_process_gets_the_evaluated_vectors(project):
     path, _ = project
     config = json.loads((path / "models/finetuned/config_sentence_transformers.json").read_text())

