@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import write_result
-from benchmarks.resume_cost import make_project, offline_env, parse_setting
+from benchmarks.project import make_dvc_project, offline_env, parse_setting, write_result
 from benchmarks.train_throughput import cpu_name
 from stages.lib.common.cores import usable_cores
 
@@ -80,7 +79,7 @@ def main() -> None:
     settings = dict(parse_setting(text) for text in args.set)
     with tempfile.TemporaryDirectory() as folder:
         first, second = Path(folder) / "first", Path(folder) / "second"
-        make_project(first, settings)
+        make_dvc_project(first, settings)
         shutil.copytree(first, second, symlinks=True)
         result = measure(first, second, settings)
     print(json.dumps(result, indent=2))

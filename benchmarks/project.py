@@ -76,6 +76,43 @@ def set_params(project: Path, changes: dict[str, object]) -> None:
         yaml.dump(params, handle)
 
 
+def dvc(args: list[str], project: Path) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``project``, offline; stop with its output's tail if it fails."""
+    result = subprocess.run(["dvc", *args], cwd=project, env=offline_env(), capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"`dvc {' '.join(args)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    return result
+
+
+def offline_env() -> dict[str, str]:
+    """This environment, offline, with this Python's folder first on PATH (dvc, and the stages' python)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1"}
+
+
+def make_dvc_project(folder: Path, settings: dict[str, object] | None = None) -> None:
+    """A fresh git + DVC copy of the pipeline in ``folder`` (``settings``: dotted params), reproduced with
+    ``dvc repro`` up to base_model: what a benchmark of the train stage starts from."""
+    copy_pipeline(folder)
+    if settings:
+        set_params(folder, settings)
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=folder, env=offline_env(), check=True, capture_output=True)
+    for stage in ("check_params", "sample", "corpus", "questions", "base_model"):
+        dvc(["repro", "--single-item", stage], folder)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """A benchmark's ``--set KEY=VALUE`` (the value in YAML syntax) as (dotted key, value)."""
+    import yaml
+
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise SystemExit(f"--set {text!r}: write KEY=VALUE, e.g. train.epochs=3")
+    return key, yaml.safe_load(value)
+
+
 def run_stage_module(module: str, project: Path) -> None:
     """Run ``python -m stages.<module>`` in ``project`` offline; stop with its output's tail if it fails."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -23,39 +23,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.project import copy_pipeline, set_params, write_result
+from benchmarks.project import dvc, make_dvc_project, offline_env, parse_setting, write_result
 from benchmarks.train_throughput import cpu_name
 
 WEIGHTS = Path("models/trained/model.safetensors")
-
-
-def dvc(args: list[str], project: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(["dvc", *args], cwd=project, env=offline_env(), capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"`dvc {' '.join(args)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
-    return result
-
-
-def offline_env() -> dict[str, str]:
-    """This environment, offline, with this Python's folder first on PATH (dvc, and the stages' python)."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1"}
-
-
-def make_project(folder: Path, settings: dict[str, object] | None = None) -> None:
-    copy_pipeline(folder)
-    if settings:
-        set_params(folder, settings)
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, cwd=folder, env=offline_env(), check=True, capture_output=True)
-    for stage in ("check_params", "sample", "corpus", "questions", "base_model"):
-        dvc(["repro", "--single-item", stage], folder)
 
 
 def timed_train(project: Path) -> tuple[float, str]:
@@ -109,19 +84,10 @@ def main() -> None:
     settings = dict(parse_setting(text) for text in args.set)
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder) / "project"
-        make_project(project, settings)
+        make_dvc_project(project, settings)
         result = measure(project, args.kill_at, settings)
     print(json.dumps(result, indent=2))
     write_result(args.json, result)
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    import yaml
-
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise SystemExit(f"--set {text!r}: write KEY=VALUE, e.g. train.epochs=3")
-    return key, yaml.safe_load(value)
 
 
 if __name__ == "__main__":
